@@ -1,0 +1,5 @@
+//! WIP
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod gate;

@@ -1,0 +1,16 @@
+//! Types shared by outboxd's stages, so that each stage depends on this crate and not on another stage.
+//!
+//! ```text
+//!  outboxd-wal ──TxEvent──▶ pipeline ──OutboxEvent──▶ outboxd-avro ──bytes──▶ outboxd-kafka
+//!        ▲                                                                         │
+//!        └──────────────────── Lsn (confirmed end LSN) ◀───────────────────────────┘
+//! ```
+//!
+//! Guarantees: [`Lsn`] is a plain, totally ordered WAL position; [`LsnTracker`] only ever moves forward, so a
+//! late or repeated report can never rewind what has been confirmed to Postgres. Nothing here does I/O.
+
+mod event;
+mod lsn;
+
+pub use event::{Commit, OutboxEvent, TxBegin, TxEvent};
+pub use lsn::{Lsn, LsnParseError, LsnTracker};

@@ -1,0 +1,209 @@
+//! The checkpoint record (JSON, key = pipeline id, in a compacted topic) and reading the latest one back with
+//! a `read_committed` consumer.
+//!
+//! Reading waits until the last stable offset of every partition has reached the high watermark seen at the
+//! start: another pipeline's open transaction on a shared checkpoint topic would otherwise hide a checkpoint
+//! of ours committed after it. Call it only after `init_transactions`, so that no zombie of ours can commit
+//! after the read.
+
+use crate::SinkError;
+use outboxd_core::Lsn;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// One checkpoint: the last Postgres transaction carried by a committed Kafka transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The pipeline it belongs to (also the record key).
+    pub pipeline_id: String,
+    /// Commit LSN of the last Postgres transaction in the Kafka transaction.
+    #[serde(with = "lsn_text")]
+    pub commit_lsn: Lsn,
+    /// End LSN of that transaction: everything at or below it is in Kafka. This is `C`.
+    #[serde(with = "lsn_text")]
+    pub end_lsn: Lsn,
+    /// Records (events and dead letters) in that Kafka transaction.
+    pub events: u64,
+    /// Postgres transactions in that Kafka transaction.
+    pub txns: u64,
+    /// When it was written (RFC 3339, UTC).
+    pub time: String,
+}
+
+mod lsn_text {
+    use outboxd_core::Lsn;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(lsn: &Lsn, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(lsn)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Lsn, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Checkpoint {
+    /// The record value.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses a record value; the error says what is wrong.
+    pub fn from_json(bytes: &[u8]) -> Result<Checkpoint, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// Where to read from and for whom.
+#[derive(Debug)]
+pub(crate) struct ReadRequest {
+    /// Client settings (bootstrap servers, passthrough TLS/SASL).
+    pub client: ClientConfig,
+    /// The checkpoint topic.
+    pub topic: String,
+    /// Whose checkpoint.
+    pub pipeline_id: String,
+    /// How long to wait for the broker and for other producers' open transactions.
+    pub timeout: Duration,
+}
+
+fn consumer(client: &ClientConfig, isolation: &str) -> Result<BaseConsumer, KafkaError> {
+    let mut c = client.clone();
+    c.set("group.id", "outboxd-checkpoint-reader")
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest");
+    c.create()
+}
+
+/// Reads the latest checkpoint of one pipeline (blocking: run it on a blocking thread). Broker trouble is
+/// [`SinkError::Unavailable`] (restart and try again); a bad record halts.
+pub(crate) fn read_latest(req: &ReadRequest) -> Result<Option<Checkpoint>, SinkError> {
+    let unavailable = |source| SinkError::Unavailable { op: "reading the checkpoint", source };
+    let (latest, partitions) = read_raw(req).map_err(unavailable)?;
+    if partitions == 0 {
+        return Err(SinkError::Config(format!(
+            "checkpoint topic {:?} does not exist: create it (cleanup.policy=compact) or enable kafka.topics.create",
+            req.topic
+        )));
+    }
+    let bad = |detail: String| SinkError::Checkpoint {
+        pipeline_id: req.pipeline_id.clone(),
+        topic: req.topic.clone(),
+        detail,
+    };
+    match latest {
+        None | Some((_, _, None)) => Ok(None), // never written, or deleted by a tombstone
+        Some((p, offset, Some(value))) => match Checkpoint::from_json(&value) {
+            Err(e) => Err(bad(format!("record at partition {p} offset {offset}: {e}"))),
+            Ok(c) if c.pipeline_id != *req.pipeline_id => Err(bad(format!(
+                "record at partition {p} offset {offset} names pipeline {:?}",
+                c.pipeline_id
+            ))),
+            Ok(c) => Ok(Some(c)),
+        },
+    }
+}
+
+/// The latest record keyed by the pipeline id (partition, offset, value), and the topic's partition count.
+type RawLatest = (Option<(i32, i64, Option<Vec<u8>>)>, usize);
+
+fn read_raw(req: &ReadRequest) -> Result<RawLatest, KafkaError> {
+    let deadline = Instant::now() + req.timeout;
+    let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let uncommitted = consumer(&req.client, "read_uncommitted")?;
+    let committed = consumer(&req.client, "read_committed")?;
+    let metadata = uncommitted.fetch_metadata(Some(&req.topic), left())?;
+    let partitions: Vec<i32> =
+        metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    if partitions.is_empty() {
+        return Ok((None, 0));
+    }
+    // The end as any reader sees it now; then wait for the last stable offset to pass it.
+    let mut ends = BTreeMap::new();
+    for &p in &partitions {
+        let (_, high) = uncommitted.fetch_watermarks(&req.topic, p, left())?;
+        if high > 0 {
+            ends.insert(p, high);
+        }
+    }
+    for (&p, &high) in &ends {
+        loop {
+            let (_, stable) = committed.fetch_watermarks(&req.topic, p, left())?;
+            if stable >= high {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::OperationTimedOut));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    if ends.is_empty() {
+        return Ok((None, partitions.len()));
+    }
+    let mut tpl = TopicPartitionList::new();
+    for &p in ends.keys() {
+        tpl.add_partition_offset(&req.topic, p, Offset::Beginning)?;
+    }
+    committed.assign(&tpl)?;
+    let mut at_end = BTreeSet::new();
+    let mut latest: Option<(i32, i64, Option<Vec<u8>>)> = None;
+    while at_end.len() < ends.len() {
+        if Instant::now() >= deadline {
+            return Err(KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::OperationTimedOut));
+        }
+        match committed.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => return Err(e),
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                if m.key() == Some(req.pipeline_id.as_bytes()) {
+                    latest = Some((m.partition(), m.offset(), m.payload().map(<[u8]>::to_vec)));
+                }
+            }
+        }
+    }
+    Ok((latest, partitions.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip_with_postgres_lsn_text() {
+        let c = Checkpoint {
+            pipeline_id: "orders".into(),
+            commit_lsn: Lsn(0x16_B374_D800),
+            end_lsn: Lsn(0x16_B374_D848),
+            events: 12,
+            txns: 3,
+            time: "2024-05-01T12:34:56.123456Z".into(),
+        };
+        let json = String::from_utf8(c.to_json()).unwrap();
+        assert!(json.contains(r#""end_lsn":"16/B374D848""#), "{json}");
+        assert!(json.contains(r#""pipeline_id":"orders""#), "{json}");
+        assert_eq!(Checkpoint::from_json(json.as_bytes()), Ok(c));
+    }
+
+    #[test]
+    fn bad_records_are_errors() {
+        assert!(Checkpoint::from_json(b"{}").is_err());
+        let bad_lsn = br#"{"pipeline_id":"p","commit_lsn":"x","end_lsn":"0/1","events":0,"txns":0,"time":""}"#;
+        assert!(Checkpoint::from_json(bad_lsn).unwrap_err().contains("invalid LSN"));
+    }
+}

@@ -1,0 +1,200 @@
+//! The sink's configuration. Every default lives in the `Default` impls of this file.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Where and how the sink writes: broker, transactions, batching, routing, topics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// Kafka bootstrap servers, `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// The producer's `transactional.id`. It must be stable across restarts and unique per pipeline: a second
+    /// instance with the same id fences the first. When unset, the pipeline derives `outboxd-<slot name>`.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: the broker aborts a Kafka transaction open longer than this. The largest
+    /// Postgres transaction of the outbox must stream within it (and within the broker's
+    /// `transaction.max.timeout.ms`).
+    pub transaction_timeout_ms: u64,
+    /// When a Kafka transaction is closed (it always holds whole Postgres transactions).
+    pub batch: BatchConfig,
+    /// librdkafka `linger.ms`: how long the producer waits to fill a record batch.
+    pub linger_ms: u64,
+    /// librdkafka `batch.size`: the largest record batch in bytes.
+    pub batch_size: u64,
+    /// librdkafka `batch.num.messages`: the most records in one record batch.
+    pub batch_num_messages: u64,
+    /// librdkafka `compression.type` (`none`, `gzip`, `snappy`, `lz4`, `zstd`).
+    pub compression: String,
+    /// The largest record the sink produces, in bytes (also librdkafka `message.max.bytes`). A bigger event goes
+    /// to the dead-letter topic as `too_large`. Keep it at or below the broker's `message.max.bytes` and the
+    /// topics' `max.message.bytes`.
+    pub max_message_bytes: usize,
+    /// librdkafka `queue.buffering.max.messages`: records queued in the producer at most; with
+    /// `queue_max_kbytes` this bounds the sink's memory whatever the transaction size or broker speed.
+    pub queue_max_messages: u64,
+    /// librdkafka `queue.buffering.max.kbytes`: kilobytes queued in the producer at most.
+    pub queue_max_kbytes: u64,
+    /// How long a single broker operation (init, commit, abort, admin request) may take, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// How each event's destination topic is chosen.
+    pub routing: RoutingConfig,
+    /// The dead-letter topic: rejected events go there, in the same transaction, with `dlq_*` headers.
+    pub dlq_topic: String,
+    /// The compacted topic holding each pipeline's checkpoint (key = pipeline id). It is part of the state:
+    /// deleting it turns the next restart into at-least-once for the unconfirmed tail.
+    pub checkpoint_topic: String,
+    /// Creation of missing topics (the broker is not expected to auto-create them).
+    pub topics: TopicsConfig,
+    /// Extra librdkafka settings passed through as-is (TLS, SASL, tuning). They override outboxd's own,
+    /// except the ones exactly-once depends on (`transactional.id`, `enable.idempotence`, `acks`), which are
+    /// refused.
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            bootstrap_servers: "localhost:9092".into(),
+            transactional_id: None,
+            transaction_timeout_ms: 60_000,
+            batch: BatchConfig::default(),
+            linger_ms: 5,
+            batch_size: 1_000_000,
+            batch_num_messages: 10_000,
+            compression: "none".into(),
+            max_message_bytes: 1_000_000,
+            queue_max_messages: 100_000,
+            queue_max_kbytes: 65_536,
+            request_timeout_ms: 30_000,
+            routing: RoutingConfig::default(),
+            dlq_topic: "outbox.dlq".into(),
+            checkpoint_topic: "outboxd.checkpoints".into(),
+            topics: TopicsConfig::default(),
+            librdkafka: BTreeMap::new(),
+        }
+    }
+}
+
+/// When an open Kafka transaction is committed. It is closed only between two Postgres transactions, once one
+/// of these limits is reached; a single Postgres transaction is never split, whatever its size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Commit once the Kafka transaction holds at least this many records.
+    pub max_events: u64,
+    /// Commit once the Kafka transaction holds at least this many bytes (keys, values, headers).
+    pub max_bytes: u64,
+    /// Commit at the latest this many milliseconds after the Kafka transaction began (when the Postgres
+    /// transaction in progress has ended): the bound on added latency when the outbox is quiet.
+    pub linger_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_events: 10_000, max_bytes: 16 * 1024 * 1024, linger_ms: 100 }
+    }
+}
+
+/// How an event's topic is chosen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteMode {
+    /// Expand [`RoutingConfig::topic_template`] over the event.
+    #[default]
+    Template,
+    /// Send everything to [`RoutingConfig::fixed_topic`].
+    Fixed,
+    /// Use the event's topic column; fall back to the template when that column is null.
+    Column,
+}
+
+/// Topic routing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Which rule picks the topic.
+    pub mode: RouteMode,
+    /// Template with `{aggregate_type}` and `{event_type}` placeholders (Debezium-style default).
+    pub topic_template: String,
+    /// The single topic for `mode = "fixed"`.
+    pub fixed_topic: Option<String>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            mode: RouteMode::Template,
+            topic_template: "outbox.event.{aggregate_type}".into(),
+            fixed_topic: None,
+        }
+    }
+}
+
+/// Creation of missing topics: the routed topics (on first sight), the dead-letter and checkpoint topics (at
+/// start).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Create missing topics. When false, every topic must exist beforehand.
+    pub create: bool,
+    /// Partitions of a created event or dead-letter topic.
+    pub partitions: i32,
+    /// Replication factor of created topics (`-1`: the broker's default).
+    pub replication_factor: i32,
+    /// Partitions of the checkpoint topic when created (it is compacted; one is plenty).
+    pub checkpoint_partitions: i32,
+    /// Extra topic configs for created event and dead-letter topics (e.g. `retention.ms`).
+    pub config: BTreeMap<String, String>,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            create: true,
+            partitions: 3,
+            replication_factor: -1,
+            checkpoint_partitions: 1,
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+/// Settings exactly-once depends on: set by outboxd, refused in the passthrough map.
+pub(crate) const PINNED_SETTINGS: &[&str] =
+    &["transactional.id", "enable.idempotence", "acks", "request.required.acks", "isolation.level"];
+
+impl SinkConfig {
+    /// Checks what can be checked without a broker; the message says how to fix it.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err("kafka.bootstrap_servers is empty: set it to host:port of a broker".into());
+        }
+        if let Some(key) = self.librdkafka.keys().find(|k| PINNED_SETTINGS.contains(&k.as_str())) {
+            return Err(format!(
+                "kafka.librdkafka.{key} cannot be overridden: exactly-once delivery depends on outboxd's value"
+            ));
+        }
+        if self.routing.mode == RouteMode::Fixed && self.routing.fixed_topic.is_none() {
+            return Err("kafka.routing.mode is \"fixed\" but kafka.routing.fixed_topic is not set".into());
+        }
+        if let Some(t) = &self.routing.fixed_topic {
+            crate::route::check_topic_name(t).map_err(|e| format!("kafka.routing.fixed_topic: {e}"))?;
+        }
+        crate::route::check_template(&self.routing.topic_template)
+            .map_err(|e| format!("kafka.routing.topic_template: {e}"))?;
+        crate::route::check_topic_name(&self.dlq_topic).map_err(|e| format!("kafka.dlq_topic: {e}"))?;
+        crate::route::check_topic_name(&self.checkpoint_topic)
+            .map_err(|e| format!("kafka.checkpoint_topic: {e}"))?;
+        if self.max_message_bytes < 1024 {
+            return Err("kafka.max_message_bytes is below 1024: nothing useful would fit".into());
+        }
+        if self.batch.max_events == 0 {
+            return Err("kafka.batch.max_events must be at least 1".into());
+        }
+        if self.topics.partitions < 1 || self.topics.checkpoint_partitions < 1 {
+            return Err("kafka.topics.partitions and checkpoint_partitions must be at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! The transactional producer: librdkafka settings, blocking transaction calls moved off the async threads,
+//! retries of retriable errors with backoff, and a non-blocking `send` that waits while the queue is full.
+
+use crate::error::{Failure, Reaction};
+use crate::headers::HeaderList;
+use crate::{SinkConfig, SinkError, SinkStats};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Receives librdkafka's logs, errors and (failed) delivery reports.
+#[derive(Debug)]
+pub(crate) struct SinkContext {
+    stats: Arc<SinkStats>,
+}
+
+impl ClientContext for SinkContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", fac, "{message}");
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            // The transaction is now abortable: commit will fail and the pipeline restarts from the checkpoint.
+            self.stats.delivery_error();
+            tracing::warn!(%error, "a record was not delivered; its transaction will be aborted");
+        }
+    }
+}
+
+/// The outcome of `send` that is not an error of the transaction.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Queued in the transaction.
+    Queued,
+    /// librdkafka refused it as larger than `message.max.bytes`.
+    TooLarge,
+}
+
+/// One record to produce.
+#[derive(Debug)]
+pub(crate) struct OutRecord<'a> {
+    pub topic: &'a str,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a HeaderList,
+}
+
+/// The transactional producer.
+pub(crate) struct TxnProducer {
+    inner: Arc<ThreadedProducer<SinkContext>>,
+    transactional_id: String,
+    request_timeout: Duration,
+    commit_timeout: Duration,
+}
+
+impl std::fmt::Debug for TxnProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxnProducer").field("transactional_id", &self.transactional_id).finish_non_exhaustive()
+    }
+}
+
+/// Settings common to every client: bootstrap servers and the passthrough map (TLS, SASL).
+pub(crate) fn base_client_config(config: &SinkConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers);
+    for (k, v) in &config.librdkafka {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Producer settings: outboxd's, then the passthrough map, then the ones exactly-once depends on.
+pub(crate) fn producer_config(config: &SinkConfig, transactional_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers)
+        .set("partitioner", "murmur2_random")
+        .set("transaction.timeout.ms", config.transaction_timeout_ms.to_string())
+        .set("linger.ms", config.linger_ms.to_string())
+        .set("batch.size", config.batch_size.to_string())
+        .set("batch.num.messages", config.batch_num_messages.to_string())
+        .set("compression.type", &config.compression)
+        .set("message.max.bytes", config.max_message_bytes.to_string())
+        .set("queue.buffering.max.messages", config.queue_max_messages.to_string())
+        .set("queue.buffering.max.kbytes", config.queue_max_kbytes.to_string())
+        // Successes need no report: a failed record makes the transaction abortable, which commit reports.
+        .set("delivery.report.only.error", "true");
+    for (k, v) in &config.librdkafka {
+        c.set(k, v);
+    }
+    c.set("transactional.id", transactional_id).set("enable.idempotence", "true").set("acks", "all");
+    c
+}
+
+/// Retries of a retriable error before giving up as [`SinkError::Unavailable`].
+const RETRIES: u32 = 5;
+
+impl TxnProducer {
+    /// Creates the producer (no network yet).
+    pub fn create(config: &SinkConfig, transactional_id: &str, stats: Arc<SinkStats>) -> Result<Self, SinkError> {
+        let inner: ThreadedProducer<SinkContext> = producer_config(config, transactional_id)
+            .create_with_context(SinkContext { stats })
+            .map_err(|e| SinkError::Config(format!("cannot create the Kafka producer: {e}")))?;
+        Ok(TxnProducer {
+            inner: Arc::new(inner),
+            transactional_id: transactional_id.to_string(),
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+            commit_timeout: Duration::from_millis(config.transaction_timeout_ms.max(config.request_timeout_ms)),
+        })
+    }
+
+    fn failure(&self, op: &'static str) -> Failure<'_> {
+        Failure { op, transactional_id: &self.transactional_id, fatal: self.inner.client().fatal_error() }
+    }
+
+    /// Runs a blocking transactional call on a blocking thread, retrying retriable errors with backoff.
+    async fn call(
+        &self,
+        op: &'static str,
+        timeout: Duration,
+        f: fn(&ThreadedProducer<SinkContext>, Duration) -> KafkaResult<()>,
+    ) -> Result<(), SinkError> {
+        let mut backoff = Duration::from_millis(100);
+        for attempt in 0..=RETRIES {
+            let producer = Arc::clone(&self.inner);
+            let result = tokio::task::spawn_blocking(move || f(&producer, timeout))
+                .await
+                .unwrap_or(Err(KafkaError::Canceled));
+            let err = match result {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            match self.failure(op).classify(err) {
+                Reaction::Fail(e) => return Err(e),
+                Reaction::Retry(source) if attempt == RETRIES => return Err(SinkError::Unavailable { op, source }),
+                Reaction::Retry(source) => {
+                    tracing::warn!(op, %source, ?backoff, "retriable Kafka error; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        Err(SinkError::Misuse("retry loop exhausted"))
+    }
+
+    /// `init_transactions`: fences any older producer with this transactional id and aborts its open
+    /// transaction.
+    pub async fn init(&self) -> Result<(), SinkError> {
+        self.call("init_transactions", self.request_timeout, |p, t| p.init_transactions(t)).await
+    }
+
+    /// `begin_transaction` (local, non-blocking).
+    pub fn begin(&self) -> Result<(), SinkError> {
+        self.inner.begin_transaction().map_err(|e| match self.failure("begin_transaction").classify(e) {
+            Reaction::Fail(e) => e,
+            Reaction::Retry(source) => SinkError::Aborted { op: "begin_transaction", source },
+        })
+    }
+
+    /// `commit_transaction`: flushes every queued record, then commits. Retried when retriable.
+    pub async fn commit(&self) -> Result<(), SinkError> {
+        self.call("commit_transaction", self.commit_timeout, |p, t| p.commit_transaction(t)).await
+    }
+
+    /// `abort_transaction`: drops queued records and aborts.
+    pub async fn abort(&self) -> Result<(), SinkError> {
+        self.call("abort_transaction", self.request_timeout, |p, t| p.abort_transaction(t)).await
+    }
+
+    /// Queues one record in the open transaction, waiting (without blocking the thread) while librdkafka's
+    /// queue is full. Gives up as aborted after the transaction timeout.
+    pub async fn send(&self, record: &OutRecord<'_>) -> Result<Sent, SinkError> {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (k, v) in record.headers {
+            headers = headers.insert(Header { key: k, value: Some(v) });
+        }
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(record.topic).headers(headers);
+        if let Some(k) = record.key {
+            rec = rec.key(k);
+        }
+        if let Some(v) = record.value {
+            rec = rec.payload(v);
+        }
+        let deadline = Instant::now() + self.commit_timeout;
+        let mut pause = Duration::from_micros(200);
+        loop {
+            match self.inner.send(rec) {
+                Ok(()) => return Ok(Sent::Queued),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    if Instant::now() >= deadline {
+                        return Err(SinkError::Aborted {
+                            op: "produce",
+                            source: KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                        });
+                    }
+                    rec = back;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                    return Ok(Sent::TooLarge)
+                }
+                Err((e, _)) => {
+                    return Err(match self.failure("produce").classify(e) {
+                        Reaction::Fail(e) => e,
+                        Reaction::Retry(source) => SinkError::Aborted { op: "produce", source },
+                    })
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! What the sink is handed (an encoded record, or a reason to dead-letter) and the record size check.
+
+use crate::headers::{HeaderList, SchemaRef};
+
+/// Why an event went to the dead-letter topic: the `dlq_reason` header carries [`DlqReason::code`], a
+/// stable, machine-readable code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DlqReason {
+    /// The WAL decoder could not map the row faithfully (`OutboxEvent::defect`): `decode_defect`.
+    DecodeDefect,
+    /// A field a routable event needs is null or empty: `missing_fields`.
+    MissingFields,
+    /// The routed topic name is not a legal Kafka topic name: `invalid_topic`.
+    InvalidTopic,
+    /// The routed topic does not exist and topic creation is disabled: `unknown_topic`.
+    UnknownTopic,
+    /// The headers column is not a JSON object: `invalid_headers`.
+    InvalidHeaders,
+    /// The record would exceed `max_message_bytes`: `too_large`.
+    TooLarge,
+    /// The encoder refused the payload; the code is the encoder's own (e.g. the payload does not fit the
+    /// schema, no schema for the event type, not JSON).
+    Encoder(&'static str),
+}
+
+impl DlqReason {
+    /// The stable code written to the `dlq_reason` header and used as the metrics label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DlqReason::DecodeDefect => "decode_defect",
+            DlqReason::MissingFields => "missing_fields",
+            DlqReason::InvalidTopic => "invalid_topic",
+            DlqReason::UnknownTopic => "unknown_topic",
+            DlqReason::InvalidHeaders => "invalid_headers",
+            DlqReason::TooLarge => "too_large",
+            DlqReason::Encoder(code) => code,
+        }
+    }
+}
+
+impl std::fmt::Display for DlqReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// An event's encoded record, ready to be produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedRecord {
+    /// The destination topic (from [`crate::Router::topic_for`]).
+    pub topic: String,
+    /// The encoded key (the aggregate id, as the key format says); `None` for no key.
+    pub key: Option<Vec<u8>>,
+    /// The encoded value (Confluent wire format).
+    pub value: Vec<u8>,
+    /// The schema the value was written with, for the `schema_id`/`schema_version` headers.
+    pub schema: Option<SchemaRef>,
+}
+
+/// Upper bound of a record's per-record framing (v2 record varints) plus its share of a record batch header:
+/// a record of this much more than its content always fits in `max_message_bytes` as a batch of its own.
+const RECORD_OVERHEAD: usize = 128;
+/// Upper bound of one header's framing (two varint lengths).
+const HEADER_OVERHEAD: usize = 10;
+
+/// The most bytes a record of this content can take on the wire.
+pub fn record_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &HeaderList) -> usize {
+    RECORD_OVERHEAD
+        + key.map_or(0, <[u8]>::len)
+        + value.map_or(0, <[u8]>::len)
+        + headers.iter().map(|(k, v)| HEADER_OVERHEAD + k.len() + v.len()).sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable() {
+        let all = [
+            (DlqReason::DecodeDefect, "decode_defect"),
+            (DlqReason::MissingFields, "missing_fields"),
+            (DlqReason::InvalidTopic, "invalid_topic"),
+            (DlqReason::UnknownTopic, "unknown_topic"),
+            (DlqReason::InvalidHeaders, "invalid_headers"),
+            (DlqReason::TooLarge, "too_large"),
+            (DlqReason::Encoder("schema_mismatch"), "schema_mismatch"),
+        ];
+        for (reason, code) in all {
+            assert_eq!(reason.code(), code);
+            assert_eq!(reason.to_string(), code);
+        }
+    }
+
+    #[test]
+    fn size_counts_key_value_and_headers() {
+        let headers = vec![("id".to_string(), b"abc".to_vec())];
+        assert_eq!(record_size(None, None, &vec![]), RECORD_OVERHEAD);
+        assert_eq!(record_size(Some(b"k"), Some(&[0; 100]), &headers), RECORD_OVERHEAD + 1 + 100 + 10 + 2 + 3);
+    }
+}

@@ -1,0 +1,326 @@
+//! [`Sink`]: one transactional producer driven through whole Postgres transactions, with the checkpoint
+//! record and dead letters in the same Kafka transaction.
+
+use crate::batch::Batch;
+use crate::checkpoint::{self, Checkpoint};
+use crate::headers::{self, DeadLetterInfo, HeaderList};
+use crate::producer::{base_client_config, OutRecord, Sent, TxnProducer};
+use crate::record::record_size;
+use crate::route::{RouteRejection, Router};
+use crate::topics::{TopicKind, TopicState, Topics};
+use crate::{DlqReason, EncodedRecord, SinkConfig, SinkError, SinkStats};
+use outboxd_core::{Commit, Lsn, OutboxEvent, TxBegin};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Who the sink writes for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkIdentity {
+    /// Names this pipeline's checkpoint (the record key in the checkpoint topic).
+    pub pipeline_id: String,
+    /// The producer's stable `transactional.id`.
+    pub transactional_id: String,
+}
+
+/// Where an event ended up in the open transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// On its topic.
+    Produced,
+    /// On the dead-letter topic, for this reason.
+    DeadLettered(DlqReason),
+}
+
+/// A committed Kafka transaction: its checkpoint names the end LSN that may now be confirmed to Postgres.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The checkpoint record committed with it.
+    pub checkpoint: Checkpoint,
+    /// How long `commit_transaction` took.
+    pub duration: Duration,
+}
+
+/// The transactional sink. Drive it per Postgres transaction: [`Sink::begin`], then [`Sink::produce`] /
+/// [`Sink::dead_letter`] per event, then [`Sink::end`]; between Postgres transactions, [`Sink::commit`] when
+/// [`Sink::commit_due`] (or at [`Sink::commit_deadline`]). After any error, call [`Sink::abort`] (best effort)
+/// and drop the sink: a restart builds a new one, which reads the checkpoint again.
+pub struct Sink {
+    config: SinkConfig,
+    identity: SinkIdentity,
+    producer: TxnProducer,
+    topics: Topics,
+    router: Router,
+    stats: Arc<SinkStats>,
+    checkpoint: Option<Checkpoint>,
+    batch: Batch,
+    kafka_txn_open: bool,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("identity", &self.identity)
+            .field("checkpoint", &self.checkpoint)
+            .field("kafka_txn_open", &self.kafka_txn_open)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+impl Sink {
+    /// Starts the sink, in the order exactly-once needs: create the base topics, `init_transactions` (fencing
+    /// any zombie with our transactional id), THEN read our latest checkpoint with `read_committed`.
+    pub async fn start(config: SinkConfig, identity: SinkIdentity, stats: Arc<SinkStats>) -> Result<Sink, SinkError> {
+        config.validate().map_err(SinkError::Config)?;
+        let router = Router::new(&config.routing).map_err(SinkError::Config)?;
+        let client = base_client_config(&config);
+        let timeout = Duration::from_millis(config.request_timeout_ms);
+        let mut topics = Topics::new(&client, config.topics.clone(), timeout)?;
+        let mut base = vec![(config.checkpoint_topic.clone(), TopicKind::Checkpoint)];
+        base.push((config.dlq_topic.clone(), TopicKind::Events));
+        if let (crate::RouteMode::Fixed, Some(t)) = (config.routing.mode, &config.routing.fixed_topic) {
+            base.push((t.clone(), TopicKind::Events));
+        }
+        for (topic, kind) in base {
+            if topics.ensure(&topic, kind).await? == TopicState::Missing {
+                return Err(SinkError::Config(format!(
+                    "topic {topic:?} does not exist and kafka.topics.create is false: create it first"
+                )));
+            }
+        }
+        let producer = TxnProducer::create(&config, &identity.transactional_id, Arc::clone(&stats))?;
+        producer.init().await?;
+        let request = checkpoint::ReadRequest {
+            client,
+            topic: config.checkpoint_topic.clone(),
+            pipeline_id: identity.pipeline_id.clone(),
+            timeout: Duration::from_millis(config.transaction_timeout_ms + config.request_timeout_ms),
+        };
+        let checkpoint = tokio::task::spawn_blocking(move || checkpoint::read_latest(&request))
+            .await
+            .map_err(|_| SinkError::Misuse("checkpoint reader panicked"))??;
+        if let Some(c) = &checkpoint {
+            stats.checkpoint_read(c.end_lsn);
+        }
+        tracing::info!(
+            pipeline_id = %identity.pipeline_id,
+            transactional_id = %identity.transactional_id,
+            checkpoint = ?checkpoint.as_ref().map(|c| c.end_lsn.to_string()),
+            "Kafka sink ready"
+        );
+        Ok(Sink {
+            config,
+            identity,
+            producer,
+            topics,
+            router,
+            stats,
+            checkpoint,
+            batch: Batch::default(),
+            kafka_txn_open: false,
+        })
+    }
+
+    /// The latest committed checkpoint (read at start, then each one written since).
+    pub fn checkpoint(&self) -> Option<&Checkpoint> {
+        self.checkpoint.as_ref()
+    }
+
+    /// `C`: every Postgres transaction whose end LSN is at or below it is already in Kafka and must be skipped.
+    pub fn resume_after(&self) -> Lsn {
+        self.checkpoint.as_ref().map_or(Lsn::ZERO, |c| c.end_lsn)
+    }
+
+    /// The shared counters.
+    pub fn stats(&self) -> &Arc<SinkStats> {
+        &self.stats
+    }
+
+    /// The topic an event goes to (pure; see [`Router::topic_for`]).
+    pub fn route(&self, event: &OutboxEvent) -> Result<String, RouteRejection> {
+        self.router.topic_for(event)
+    }
+
+    /// True while a Postgres transaction is being streamed into the open Kafka transaction.
+    pub fn in_pg_transaction(&self) -> bool {
+        self.batch.pg_open()
+    }
+
+    /// True when the open Kafka transaction can be committed now (only whole Postgres transactions in it).
+    pub fn committable(&self) -> bool {
+        self.batch.committable()
+    }
+
+    /// True when the open Kafka transaction should be committed now (a batch limit or the linger time).
+    pub fn commit_due(&self) -> bool {
+        self.batch.due(&self.config.batch, Instant::now())
+    }
+
+    /// When the linger time of a committable transaction runs out.
+    pub fn commit_deadline(&self) -> Option<Instant> {
+        self.batch.deadline(&self.config.batch)
+    }
+
+    /// A Postgres transaction starts: begins a Kafka transaction unless one is open.
+    pub fn begin(&mut self, begin: &TxBegin) -> Result<(), SinkError> {
+        if self.batch.begin_pg(*begin, Instant::now())? {
+            self.producer.begin()?;
+            self.kafka_txn_open = true;
+        }
+        Ok(())
+    }
+
+    fn commit_time(&self) -> i64 {
+        self.batch.current().map_or(0, |b| b.commit_time_us)
+    }
+
+    /// Produces an encoded event into the open transaction, or dead-letters it when its headers are invalid,
+    /// its topic is missing (creation disabled) or it is too large.
+    pub async fn produce(&mut self, event: &OutboxEvent, record: EncodedRecord) -> Result<Delivery, SinkError> {
+        if !self.batch.pg_open() {
+            return Err(SinkError::Misuse("produce outside a Postgres transaction"));
+        }
+        let headers = match headers::event_headers(event, self.commit_time(), record.schema) {
+            Ok(h) => h,
+            Err(detail) => {
+                return self.dead_letter(event, DlqReason::InvalidHeaders, &detail, Some(&record.topic)).await
+            }
+        };
+        if !self.topics.is_known(&record.topic)
+            && self.topics.ensure(&record.topic, TopicKind::Events).await? == TopicState::Missing
+        {
+            let detail = format!("topic {:?} does not exist and kafka.topics.create is false", record.topic);
+            return self.dead_letter(event, DlqReason::UnknownTopic, &detail, Some(&record.topic)).await;
+        }
+        let size = record_size(record.key.as_deref(), Some(&record.value), &headers);
+        let too_large = |size: usize| {
+            format!("the record would take {size} bytes; kafka.max_message_bytes is {}", self.config.max_message_bytes)
+        };
+        if size > self.config.max_message_bytes {
+            let detail = too_large(size);
+            return self.dead_letter(event, DlqReason::TooLarge, &detail, Some(&record.topic)).await;
+        }
+        let out = OutRecord { topic: &record.topic, key: record.key.as_deref(), value: Some(&record.value), headers: &headers };
+        match self.producer.send(&out).await? {
+            Sent::Queued => {
+                self.batch.add_event(size)?;
+                Ok(Delivery::Produced)
+            }
+            Sent::TooLarge => {
+                let detail = too_large(size);
+                self.dead_letter(event, DlqReason::TooLarge, &detail, Some(&record.topic)).await
+            }
+        }
+    }
+
+    /// Sends an event to the dead-letter topic in the open transaction: the original payload as value (dropped,
+    /// and said so in `dlq_detail`, when even that is too large), the aggregate id as key, `dlq_*` headers.
+    pub async fn dead_letter(
+        &mut self,
+        event: &OutboxEvent,
+        reason: DlqReason,
+        detail: &str,
+        intended_topic: Option<&str>,
+    ) -> Result<Delivery, SinkError> {
+        if !self.batch.pg_open() {
+            return Err(SinkError::Misuse("dead letter outside a Postgres transaction"));
+        }
+        tracing::warn!(
+            reason = reason.code(),
+            detail,
+            id = ?event.id,
+            lsn = %event.lsn,
+            intended_topic,
+            "event sent to the dead-letter topic"
+        );
+        let key = event.aggregate_id.as_deref().map(str::as_bytes);
+        let mut value = event.payload.as_deref();
+        let info = DeadLetterInfo { reason, detail, intended_topic };
+        let mut headers: HeaderList = headers::dead_letter_headers(event, self.commit_time(), &info);
+        let mut size = record_size(key, value, &headers);
+        if size > self.config.max_message_bytes {
+            let dropped = format!(
+                "{detail} (payload of {} bytes dropped: too large for the dead-letter topic)",
+                value.map_or(0, <[u8]>::len)
+            );
+            let info = DeadLetterInfo { detail: &dropped, ..info };
+            headers = headers::dead_letter_headers(event, self.commit_time(), &info);
+            value = None;
+            size = record_size(key, value, &headers);
+        }
+        let out = OutRecord { topic: &self.config.dlq_topic, key, value, headers: &headers };
+        match self.producer.send(&out).await? {
+            Sent::Queued => {
+                self.batch.add_dead_letter(reason.code(), size)?;
+                Ok(Delivery::DeadLettered(reason))
+            }
+            Sent::TooLarge => Err(SinkError::Config(format!(
+                "a dead letter of {size} bytes was refused as too large: kafka.max_message_bytes ({}) exceeds \
+                 the producer's message.max.bytes",
+                self.config.max_message_bytes
+            ))),
+        }
+    }
+
+    /// The Postgres transaction ends (all its events were handed over).
+    pub fn end(&mut self, commit: &Commit) -> Result<(), SinkError> {
+        self.batch.end_pg(*commit)
+    }
+
+    /// Writes the checkpoint record and commits the Kafka transaction. Returns what was committed; only
+    /// then may its end LSN be confirmed to Postgres. `Ok(None)` when no transaction is open.
+    pub async fn commit(&mut self) -> Result<Option<Committed>, SinkError> {
+        if !self.kafka_txn_open {
+            return Ok(None);
+        }
+        let closed = self.batch.close()?;
+        let checkpoint = Checkpoint {
+            pipeline_id: self.identity.pipeline_id.clone(),
+            commit_lsn: closed.last_commit.commit_lsn,
+            end_lsn: closed.last_commit.end_lsn,
+            events: closed.counts.events + closed.counts.dead_letters.values().sum::<u64>(),
+            txns: closed.counts.pg_txns,
+            time: headers::rfc3339_micros(now_micros()),
+        };
+        let value = checkpoint.to_json();
+        let headers = HeaderList::new();
+        let out = OutRecord {
+            topic: &self.config.checkpoint_topic,
+            key: Some(self.identity.pipeline_id.as_bytes()),
+            value: Some(&value),
+            headers: &headers,
+        };
+        if self.producer.send(&out).await? == Sent::TooLarge {
+            return Err(SinkError::Misuse("checkpoint record refused as too large"));
+        }
+        let started = Instant::now();
+        self.producer.commit().await?;
+        let duration = started.elapsed();
+        self.kafka_txn_open = false;
+        let counts = crate::stats::CommittedCounts {
+            events: closed.counts.events,
+            bytes: closed.counts.event_bytes,
+            pg_txns: closed.counts.pg_txns,
+            end_lsn: checkpoint.end_lsn,
+            duration,
+        };
+        self.stats.committed(counts, &closed.counts.dead_letters);
+        tracing::debug!(end_lsn = %checkpoint.end_lsn, events = checkpoint.events, txns = checkpoint.txns, ?duration, "committed");
+        self.checkpoint = Some(checkpoint.clone());
+        Ok(Some(Committed { checkpoint, duration }))
+    }
+
+    /// Aborts the open Kafka transaction, if any: nothing of it becomes visible to `read_committed` readers.
+    pub async fn abort(&mut self) -> Result<(), SinkError> {
+        self.batch.reset();
+        if !self.kafka_txn_open {
+            return Ok(());
+        }
+        self.kafka_txn_open = false;
+        self.stats.aborted();
+        self.producer.abort().await
+    }
+}

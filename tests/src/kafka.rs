@@ -1,0 +1,166 @@
+//! Kafka helpers for tests: fresh topics, transactional producers, and whole-topic reads at either isolation.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+/// Which records a reader sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// Only committed transactional records (what exactly-once consumers use).
+    ReadCommitted,
+    /// Every record, aborted ones included.
+    ReadUncommitted,
+}
+
+impl Isolation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "read_committed",
+            Isolation::ReadUncommitted => "read_uncommitted",
+        }
+    }
+}
+
+/// One record read back from a topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Partition it was read from.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Key bytes, if any.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes, if any.
+    pub value: Option<Vec<u8>>,
+    /// Headers in order, values as raw bytes.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    /// The first header with that name, as UTF-8 text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Creates a topic, succeeding if it already exists; panics with the broker address on any other failure.
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, config: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap_or_else(|e| panic!("admin client for {bootstrap}: {e}"));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in config {
+        topic = topic.set(k, v);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics([&topic], &opts)
+        .await
+        .unwrap_or_else(|e| panic!("CreateTopics {name} on {bootstrap}: {e}. Is the broker up?"));
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => panic!("CreateTopics {t} on {bootstrap}: {code}"),
+        }
+    }
+}
+
+/// Common client settings for tests.
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap).set("log_level", "3");
+    c
+}
+
+/// A transactional producer with `init_transactions` already done.
+pub fn transactional_producer(bootstrap: &str, transactional_id: &str) -> FutureProducer {
+    let producer: FutureProducer = client_config(bootstrap)
+        .set("transactional.id", transactional_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("transaction.timeout.ms", "60000")
+        .create()
+        .unwrap_or_else(|e| panic!("producer for {bootstrap}: {e}"));
+    rdkafka::producer::Producer::init_transactions(&producer, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("init_transactions({transactional_id}) on {bootstrap}: {e}"));
+    producer
+}
+
+/// Reads every record of `topic` from the beginning up to its current end (the last stable offset for
+/// `read_committed`), partition by partition in offset order. Panics when the end is not reached in `timeout`.
+pub fn drain(bootstrap: &str, topic: &str, isolation: Isolation, timeout: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = client_config(bootstrap)
+        .set("group.id", crate::unique_name("drain"))
+        .set("isolation.level", isolation.as_str())
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap_or_else(|e| panic!("consumer for {bootstrap}: {e}"));
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("metadata of {topic} on {bootstrap}: {e}"));
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    assert!(!partitions.is_empty(), "topic {topic} has no partitions (does it exist?)");
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap_or_else(|e| panic!("assign {topic}/{p}: {e}"));
+    }
+    consumer.assign(&tpl).unwrap_or_else(|e| panic!("assign {topic}: {e}"));
+    let deadline = Instant::now() + timeout;
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut records = Vec::new();
+    while at_end.len() < partitions.len() {
+        assert!(
+            Instant::now() < deadline,
+            "draining {topic} ({}): only {} of {} partitions reached their end in {timeout:?}",
+            isolation.as_str(),
+            at_end.len(),
+            partitions.len()
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => eprintln!("drain {topic}: {e}"),
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                let headers = m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                records.push(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+        }
+    }
+    records.sort_by_key(|r| (r.partition, r.offset));
+    records
+}
