@@ -15,7 +15,9 @@ import sys
 
 API_KEY_UPDATE_FEATURES = 57
 API_VERSION = 1  # flexible version: compact strings and arrays, tagged fields
-UPGRADE = 1  # UpgradeType: 1 = upgrade, 2 = safe downgrade, 3 = unsafe downgrade
+# UpgradeType: 1 = upgrade, 2 = safe downgrade, 3 = unsafe downgrade. A fresh crabka-broker finalizes
+# transaction.version at 2, so setting 1 is a downgrade: each update tries an upgrade first, then the downgrades.
+UPGRADE_TYPES = (1, 2, 3)
 
 
 def uvarint(n: int) -> bytes:
@@ -35,7 +37,7 @@ def compact_string(s: str) -> bytes:
     return uvarint(len(raw) + 1) + raw
 
 
-def request(correlation_id: int, features: dict, timeout_ms: int = 30000) -> bytes:
+def request(correlation_id: int, features: dict, upgrade_type: int, timeout_ms: int = 30000) -> bytes:
     # Request header v2: api_key, api_version, correlation_id, client_id (nullable string, int16 length), tags.
     client_id = b"outboxd-services"
     header = struct.pack(">hhi", API_KEY_UPDATE_FEATURES, API_VERSION, correlation_id)
@@ -43,7 +45,7 @@ def request(correlation_id: int, features: dict, timeout_ms: int = 30000) -> byt
     body = struct.pack(">i", timeout_ms)
     body += uvarint(len(features) + 1)
     for name, level in features.items():
-        body += compact_string(name) + struct.pack(">hb", level, UPGRADE) + uvarint(0)
+        body += compact_string(name) + struct.pack(">hb", level, upgrade_type) + uvarint(0)
     body += struct.pack(">?", False)  # validate_only
     body += uvarint(0)
     msg = header + body
@@ -105,14 +107,26 @@ def main() -> int:
     for f in args.feature:
         name, _, level = f.partition("=")
         features[name] = int(level)
-    host, _, port = args.bootstrap.rpartition(":")
-    try:
-        sock = socket.create_connection((host, int(port)), timeout=30)
-    except OSError as e:
-        print(f"cannot connect to {args.bootstrap}: {e}", file=sys.stderr)
-        return 2
-    with sock:
-        sock.sendall(request(1, features))
+    failures = []
+    for upgrade_type in UPGRADE_TYPES:
+        try:
+            failures = update(args.bootstrap, features, upgrade_type)
+        except OSError as e:
+            print(f"cannot talk to {args.bootstrap}: {e}", file=sys.stderr)
+            return 2
+        if not failures:
+            print("UpdateFeatures accepted: " + ", ".join(f"{k}={v}" for k, v in features.items())
+                  + f" (upgrade type {upgrade_type})")
+            return 0
+    print("UpdateFeatures refused: " + "; ".join(failures), file=sys.stderr)
+    return 1
+
+
+def update(bootstrap: str, features: dict, upgrade_type: int) -> list:
+    """Sends one UpdateFeatures request; returns the broker's complaints (empty when it accepted)."""
+    host, _, port = bootstrap.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request(1, features, upgrade_type))
         size = struct.unpack(">i", recv_exact(sock, 4))[0]
         r = Reader(recv_exact(sock, size))
     # Response header v1: correlation_id, tags. Body: throttle_time_ms, error_code, error_message, results.
@@ -128,12 +142,7 @@ def main() -> int:
             r.skip_tags()
             if fcode != 0:
                 failures.append(f"{feature}: error_code={fcode} {fmsg or ''}".strip())
-    if failures:
-        print("UpdateFeatures refused: " + "; ".join(failures), file=sys.stderr)
-        return 1
-    print("UpdateFeatures accepted: " + ", ".join(f"{k}={v}" for k, v in features.items()))
-    return 0
-
+    return failures
 
 if __name__ == "__main__":
     sys.exit(main())

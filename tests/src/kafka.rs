@@ -98,8 +98,9 @@ pub fn transactional_producer(bootstrap: &str, transactional_id: &str) -> Future
     producer
 }
 
-/// Reads every record of `topic` from the beginning up to its current end (the last stable offset for
-/// `read_committed`), partition by partition in offset order. Panics when the end is not reached in `timeout`.
+/// Reads every record of `topic` from the beginning up to its high watermark as of the call, partition by
+/// partition in offset order. With `read_committed` the topic must have no open transaction (the position stops
+/// at the last stable offset). Panics when the end is not reached in `timeout`.
 pub fn drain(bootstrap: &str, topic: &str, isolation: Isolation, timeout: Duration) -> Vec<Record> {
     let consumer: BaseConsumer = client_config(bootstrap)
         .set("group.id", crate::unique_name("drain"))
@@ -124,25 +125,36 @@ pub fn drain(bootstrap: &str, topic: &str, isolation: Isolation, timeout: Durati
             .unwrap_or_else(|e| panic!("assign {topic}/{p}: {e}"));
     }
     consumer.assign(&tpl).unwrap_or_else(|e| panic!("assign {topic}: {e}"));
+    let mut ends = std::collections::BTreeMap::new();
+    for p in &partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, *p, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("watermarks of {topic}/{p}: {e}"));
+        ends.insert(*p, high);
+    }
     let deadline = Instant::now() + timeout;
-    let mut at_end = std::collections::BTreeSet::new();
+    // A partition is read to its end when the consumer's position reaches the high watermark taken before
+    // reading (the broker emits no partition-EOF event past control records, so the position is the signal).
+    let mut at_end: std::collections::BTreeSet<i32> =
+        ends.iter().filter(|(_, high)| **high <= 0).map(|(p, _)| *p).collect();
     let mut records = Vec::new();
     while at_end.len() < partitions.len() {
         assert!(
             Instant::now() < deadline,
-            "draining {topic} ({}): only {} of {} partitions reached their end in {timeout:?}",
+            "draining {topic} ({}): only {} of {} partitions reached their end in {timeout:?} ({} records read)",
             isolation.as_str(),
             at_end.len(),
-            partitions.len()
+            partitions.len(),
+            records.len()
         );
-        match consumer.poll(Duration::from_millis(200)) {
+        let polled = consumer.poll(Duration::from_millis(200));
+        match polled {
             None => {}
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
             }
             Some(Err(e)) => eprintln!("drain {topic}: {e}"),
             Some(Ok(m)) => {
-                at_end.remove(&m.partition());
                 let headers = m
                     .headers()
                     .map(|hs| {
@@ -158,6 +170,15 @@ pub fn drain(bootstrap: &str, topic: &str, isolation: Isolation, timeout: Durati
                     value: m.payload().map(<[u8]>::to_vec),
                     headers,
                 });
+            }
+        }
+        if let Ok(positions) = consumer.position() {
+            for e in positions.elements() {
+                if let (Offset::Offset(pos), Some(high)) = (e.offset(), ends.get(&e.partition())) {
+                    if pos >= *high {
+                        at_end.insert(e.partition());
+                    }
+                }
             }
         }
     }

@@ -50,8 +50,8 @@ async fn aborted_transaction_is_invisible_to_read_committed() {
             .map(|r| String::from_utf8(r.value.unwrap()).unwrap())
             .collect()
     };
-    assert_eq!(values(Isolation::ReadCommitted), ["committed-1", "committed-2"]);
     assert_eq!(values(Isolation::ReadUncommitted), ["committed-1", "aborted", "committed-2"]);
+    assert_eq!(values(Isolation::ReadCommitted), ["committed-1", "committed-2"]);
 }
 
 #[tokio::test]
