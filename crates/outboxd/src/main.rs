@@ -1,5 +1,7 @@
 //! The `outboxd` command line. The pipeline behind `run` arrives with the Kafka sink.
 
+mod cli;
+
 use clap::{Parser, Subcommand};
 
 /// Relays a Postgres transactional outbox to Kafka, exactly once.

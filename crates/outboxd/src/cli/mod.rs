@@ -1,0 +1,3 @@
+//! The command line's own parts: configuration loading and redaction.
+
+pub mod config_file;
