@@ -69,7 +69,10 @@ impl Default for AvroConfig {
 impl AvroConfig {
     /// The compatibility level configured for `subject` (its override, else the default).
     pub fn level_for(&self, subject: &str) -> CompatibilityLevel {
-        self.subject_compatibility.get(subject).copied().unwrap_or(self.compatibility)
+        self.subject_compatibility
+            .get(subject)
+            .copied()
+            .unwrap_or(self.compatibility)
     }
 }
 
@@ -103,7 +106,9 @@ impl FromStr for SchemaSource {
             if record.is_empty() {
                 return Err("\"latest:\" needs a record fullname after the colon".into());
             }
-            return Ok(SchemaSource::Latest { record: Some(record.to_string()) });
+            return Ok(SchemaSource::Latest {
+                record: Some(record.to_string()),
+            });
         }
         Ok(SchemaSource::File(PathBuf::from(s)))
     }
@@ -262,7 +267,10 @@ mod tests {
     #[test]
     fn subject_strategies_name_subjects() {
         let full = "com.example.orders.OrderCreated";
-        assert_eq!(SubjectStrategy::TopicName.value_subject("orders", full), "orders-value");
+        assert_eq!(
+            SubjectStrategy::TopicName.value_subject("orders", full),
+            "orders-value"
+        );
         assert_eq!(SubjectStrategy::RecordName.value_subject("orders", full), full);
         assert_eq!(
             SubjectStrategy::TopicRecordName.value_subject("orders", full),
@@ -275,12 +283,20 @@ mod tests {
 
     #[test]
     fn schema_source_parses_from_strings() {
-        assert_eq!("latest".parse::<SchemaSource>().unwrap(), SchemaSource::Latest { record: None });
+        assert_eq!(
+            "latest".parse::<SchemaSource>().unwrap(),
+            SchemaSource::Latest { record: None }
+        );
         assert_eq!(
             "latest:a.B".parse::<SchemaSource>().unwrap(),
-            SchemaSource::Latest { record: Some("a.B".into()) }
+            SchemaSource::Latest {
+                record: Some("a.B".into())
+            }
         );
-        assert_eq!("x/Y.avsc".parse::<SchemaSource>().unwrap(), SchemaSource::File("x/Y.avsc".into()));
+        assert_eq!(
+            "x/Y.avsc".parse::<SchemaSource>().unwrap(),
+            SchemaSource::File("x/Y.avsc".into())
+        );
         assert!("latest:".parse::<SchemaSource>().is_err());
         assert!("".parse::<SchemaSource>().is_err());
         for s in ["latest", "latest:a.B", "x/Y.avsc"] {
@@ -296,7 +312,8 @@ mod tests {
         }
         assert!("SIDEWAYS".parse::<CompatibilityLevel>().is_err());
         let mut c = AvroConfig::default();
-        c.subject_compatibility.insert("s".into(), CompatibilityLevel::Full);
+        c.subject_compatibility
+            .insert("s".into(), CompatibilityLevel::Full);
         assert_eq!(c.level_for("s"), CompatibilityLevel::Full);
         assert_eq!(c.level_for("t"), CompatibilityLevel::Backward);
     }

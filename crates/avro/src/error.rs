@@ -57,7 +57,10 @@ impl EncodeError {
 
     /// A rejection with a reason code from [`reason`].
     pub fn rejected(reason: &'static str, detail: impl Into<String>) -> Self {
-        EncodeError::Rejected(Rejection { reason, detail: detail.into() })
+        EncodeError::Rejected(Rejection {
+            reason,
+            detail: detail.into(),
+        })
     }
 
     /// Whether retrying the same call later can succeed.
@@ -70,7 +73,9 @@ impl EncodeError {
 #[derive(Debug, thiserror::Error)]
 pub enum AvroError {
     /// No answer from the registry (connection refused, reset, DNS, timeout). Retriable.
-    #[error("schema registry at {url} did not answer {what}: {detail}. Is it running and reachable? Retrying")]
+    #[error(
+        "schema registry at {url} did not answer {what}: {detail}. Is it running and reachable? Retrying"
+    )]
     Unreachable {
         /// Registry base URL.
         url: String,
@@ -107,7 +112,9 @@ pub enum AvroError {
         message: String,
     },
     /// The registry answered 2xx with a body we cannot use. Fatal.
-    #[error("schema registry gave an unexpected answer to {what}: {detail}. Is registry_url a schema registry?")]
+    #[error(
+        "schema registry gave an unexpected answer to {what}: {detail}. Is registry_url a schema registry?"
+    )]
     BadResponse {
         /// The request.
         what: String,
@@ -149,7 +156,10 @@ pub enum AvroError {
 impl AvroError {
     /// Whether the same call can succeed later without any change (the registry was away or overloaded).
     pub fn is_retriable(&self) -> bool {
-        matches!(self, AvroError::Unreachable { .. } | AvroError::RegistryUnavailable { .. })
+        matches!(
+            self,
+            AvroError::Unreachable { .. } | AvroError::RegistryUnavailable { .. }
+        )
     }
 }
 
@@ -159,8 +169,11 @@ mod tests {
 
     #[test]
     fn retriable_split() {
-        let unreachable =
-            AvroError::Unreachable { url: "u".into(), what: "GET /".into(), detail: "refused".into() };
+        let unreachable = AvroError::Unreachable {
+            url: "u".into(),
+            what: "GET /".into(),
+            detail: "refused".into(),
+        };
         assert!(unreachable.is_retriable());
         assert!(EncodeError::from_avro(unreachable).is_retriable());
         let refused = AvroError::RegistryRejected {
@@ -171,7 +184,10 @@ mod tests {
         };
         assert!(!refused.is_retriable());
         assert!(matches!(EncodeError::from_avro(refused), EncodeError::Fatal(_)));
-        let file = AvroError::SchemaFile { path: "a/B.avsc".into(), detail: "bad json".into() };
+        let file = AvroError::SchemaFile {
+            path: "a/B.avsc".into(),
+            detail: "bad json".into(),
+        };
         assert!(!file.is_retriable());
         assert!(file.to_string().contains("a/B.avsc"));
         let r = EncodeError::rejected(reason::INVALID_JSON, "x");

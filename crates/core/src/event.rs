@@ -86,6 +86,9 @@ pub struct Commit {
 /// What the WAL stage emits, in commit order. Transactions with no outbox event are still announced (Begin
 /// then Commit) only when they must be, so that the sink can checkpoint past them; see the WAL crate.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// Events are nearly the whole stream: boxing them would add an allocation per event to save bytes only on the
+// rare Begin and Commit.
+#[allow(clippy::large_enum_variant)]
 pub enum TxEvent {
     /// A transaction starts; its events follow.
     Begin(TxBegin),

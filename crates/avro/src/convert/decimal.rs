@@ -25,11 +25,18 @@ pub(crate) fn parse_decimal(text: &str, precision: usize, scale: usize) -> Resul
     }
     let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     if int_part.is_empty() && frac_part.is_empty()
-        || !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit())
+        || !int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .all(|b| b.is_ascii_digit())
     {
         return Err(bad());
     }
-    let mut digits: Vec<u8> = int_part.bytes().chain(frac_part.bytes()).map(|b| b - b'0').collect();
+    let mut digits: Vec<u8> = int_part
+        .bytes()
+        .chain(frac_part.bytes())
+        .map(|b| b - b'0')
+        .collect();
     // Fraction digits of the number as written, after applying the exponent.
     let frac_len = frac_part.len() as i64 - exponent;
     let scale_i = scale as i64;
@@ -37,7 +44,9 @@ pub(crate) fn parse_decimal(text: &str, precision: usize, scale: usize) -> Resul
         let excess = (frac_len - scale_i) as usize;
         let cut = digits.len().saturating_sub(excess);
         if digits[cut..].iter().any(|&d| d != 0) {
-            return Err(format!("{text:?} has more than {scale} fraction digits (the schema's scale)"));
+            return Err(format!(
+                "{text:?} has more than {scale} fraction digits (the schema's scale)"
+            ));
         }
         digits.truncate(cut);
     } else {
@@ -46,7 +55,9 @@ pub(crate) fn parse_decimal(text: &str, precision: usize, scale: usize) -> Resul
     let first = digits.iter().position(|&d| d != 0).unwrap_or(digits.len());
     let digits = &digits[first..];
     if digits.len() > precision {
-        return Err(format!("{text:?} has more than {precision} digits (the schema's precision)"));
+        return Err(format!(
+            "{text:?} has more than {precision} digits (the schema's precision)"
+        ));
     }
     Ok(twos_complement(&magnitude(digits), negative))
 }
@@ -90,9 +101,7 @@ fn twos_complement(mag: &[u8], negative: bool) -> Vec<u8> {
         }
     }
     // Drop redundant sign bytes.
-    while out.len() > 1
-        && ((out[0] == 0 && out[1] & 0x80 == 0) || (out[0] == 0xff && out[1] & 0x80 != 0))
-    {
+    while out.len() > 1 && ((out[0] == 0 && out[1] & 0x80 == 0) || (out[0] == 0xff && out[1] & 0x80 != 0)) {
         out.remove(0);
     }
     out
@@ -140,8 +149,14 @@ mod tests {
         assert_eq!(parse_decimal("-1", 5, 0).unwrap(), vec![0xff]);
         assert_eq!(parse_decimal("256", 5, 0).unwrap(), vec![0x01, 0x00]);
         let big = "123456789012345678901234567890123456";
-        assert_eq!(unscaled(&parse_decimal(big, 38, 0).unwrap()), big.parse::<i128>().unwrap());
+        assert_eq!(
+            unscaled(&parse_decimal(big, 38, 0).unwrap()),
+            big.parse::<i128>().unwrap()
+        );
         let neg = format!("-{big}");
-        assert_eq!(unscaled(&parse_decimal(&neg, 38, 0).unwrap()), neg.parse::<i128>().unwrap());
+        assert_eq!(
+            unscaled(&parse_decimal(&neg, 38, 0).unwrap()),
+            neg.parse::<i128>().unwrap()
+        );
     }
 }

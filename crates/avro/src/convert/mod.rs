@@ -20,7 +20,8 @@ use apache_avro::schema::{Names, NamespaceRef, RecordSchema, ResolvedSchema, Uni
 use apache_avro::types::Value;
 use apache_avro::Schema;
 use scalar::{
-    decimal_value, duration, enum_value, fixed, float, int, kind_fits, latin1, number_text, time_of_day, timestamp,
+    decimal_value, duration, enum_value, fixed, float, int, kind_fits, latin1, number_text, time_of_day,
+    timestamp,
 };
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -29,7 +30,11 @@ use time::Zone;
 /// The named types (records, enums, fixed) of `schema`, owned, to resolve references while converting.
 pub fn named_types(schema: &Schema) -> Result<Names, apache_avro::Error> {
     let resolved = ResolvedSchema::new(schema)?;
-    Ok(resolved.get_names().iter().map(|(n, s)| (n.clone(), (*s).clone())).collect())
+    Ok(resolved
+        .get_names()
+        .iter()
+        .map(|(n, s)| (n.clone(), (*s).clone()))
+        .collect())
 }
 
 /// A JSON-to-Avro walk: the named types of the schema (to resolve references) and the unknown-field policy.
@@ -42,7 +47,10 @@ pub struct Converter<'a> {
 impl<'a> Converter<'a> {
     /// A converter resolving named-type references through `names` (see [`named_types`]).
     pub fn new(names: &'a Names, unknown_fields: UnknownFields) -> Self {
-        Converter { names, unknown_fields }
+        Converter {
+            names,
+            unknown_fields,
+        }
     }
 
     /// Converts `json` to a value of `schema`.
@@ -75,7 +83,9 @@ impl<'a> Converter<'a> {
             Schema::Float => {
                 let f = float(json).ok_or_else(expected)?;
                 if f.is_finite() && (f as f32).is_infinite() {
-                    return Err(ConvertError::new(format!("{f} is out of range for float")));
+                    return Err(ConvertError::new(format!(
+                        "expected float, got {json} (out of float range)"
+                    )));
                 }
                 Value::Float(f as f32)
             }
@@ -104,8 +114,10 @@ impl<'a> Converter<'a> {
             Schema::Fixed(f) => return fixed(json, f),
             Schema::Decimal(d) => return decimal_value(json, d),
             Schema::BigDecimal => {
-                let text = number_text(json).ok_or_else(expected)?;
-                let d = text.parse().map_err(|_| ConvertError::expected("a decimal number", json))?;
+                let text = number_text(json).ok_or_else(expected)??;
+                let d = text
+                    .parse()
+                    .map_err(|_| ConvertError::expected("a decimal number", json))?;
                 Value::BigDecimal(d)
             }
             Schema::Uuid(u) => {
@@ -133,14 +145,18 @@ impl<'a> Converter<'a> {
             Schema::LocalTimestampMillis => {
                 Value::LocalTimestampMillis(timestamp(json, Zone::Forbidden, 1_000_000)?)
             }
-            Schema::LocalTimestampMicros => Value::LocalTimestampMicros(timestamp(json, Zone::Forbidden, 1_000)?),
+            Schema::LocalTimestampMicros => {
+                Value::LocalTimestampMicros(timestamp(json, Zone::Forbidden, 1_000)?)
+            }
             Schema::LocalTimestampNanos => Value::LocalTimestampNanos(timestamp(json, Zone::Forbidden, 1)?),
             Schema::Duration(_) => return duration(json),
         })
     }
 
     fn record(&self, json: &Json, r: &RecordSchema) -> Result<Value, ConvertError> {
-        let obj = json.as_object().ok_or_else(|| ConvertError::expected(format!("record {}", r.name), json))?;
+        let obj = json
+            .as_object()
+            .ok_or_else(|| ConvertError::expected(format!("record {}", r.name), json))?;
         let ns = r.name.namespace();
         let mut fields = Vec::with_capacity(r.fields.len());
         let mut present = 0;
@@ -180,12 +196,19 @@ impl<'a> Converter<'a> {
             ConvertError::expected(format!("one of [{}]", names.join(", ")), json)
         };
         if json.is_null() {
-            let i = variants.iter().position(|s| matches!(s, Schema::Null)).ok_or_else(expected)?;
+            let i = variants
+                .iter()
+                .position(|s| matches!(s, Schema::Null))
+                .ok_or_else(expected)?;
             return Ok(Value::Union(i as u32, Box::new(Value::Null)));
         }
         // Avro-JSON's tagged form: {"<branch type name>": value}.
         let mut tagged_error = None;
-        if let Some((key, inner)) = json.as_object().filter(|o| o.len() == 1).and_then(|o| o.iter().next()) {
+        if let Some((key, inner)) = json
+            .as_object()
+            .filter(|o| o.len() == 1)
+            .and_then(|o| o.iter().next())
+        {
             if let Some(i) = variants.iter().position(|s| self.branch_is(s, key, ns)) {
                 match self.value(inner, &variants[i], ns) {
                     Ok(v) => return Ok(Value::Union(i as u32, Box::new(v))),
@@ -237,7 +260,9 @@ impl<'a> Converter<'a> {
             | Schema::LocalTimestampNanos => "long",
             Schema::Float => "float",
             Schema::Double => "double",
-            Schema::Bytes | Schema::BigDecimal | Schema::Decimal(_) | Schema::Uuid(UuidSchema::Bytes) => "bytes",
+            Schema::Bytes | Schema::BigDecimal | Schema::Decimal(_) | Schema::Uuid(UuidSchema::Bytes) => {
+                "bytes"
+            }
             Schema::String | Schema::Uuid(_) => "string",
             Schema::Array(_) => "array",
             Schema::Map(_) => "map",
@@ -245,3 +270,6 @@ impl<'a> Converter<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

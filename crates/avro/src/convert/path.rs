@@ -25,7 +25,10 @@ pub struct ConvertError {
 impl ConvertError {
     /// An error at the current position.
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        ConvertError { reversed_path: Vec::new(), message: message.into() }
+        ConvertError {
+            reversed_path: Vec::new(),
+            message: message.into(),
+        }
     }
 
     /// `expected <what>, got <json>`.
@@ -103,7 +106,10 @@ mod tests {
 
     #[test]
     fn paths_render_like_jsonpath() {
-        let e = ConvertError::expected("int", &json!("three")).in_key("qty").at_index(2).in_key("items");
+        let e = ConvertError::expected("int", &json!("three"))
+            .in_key("qty")
+            .at_index(2)
+            .in_key("items");
         assert_eq!(e.to_string(), r#"$.items[2].qty: expected int, got "three""#);
         let e = ConvertError::new("bad").in_key("a key").in_key("attrs");
         assert_eq!(e.path(), r#"$.attrs["a key"]"#);

@@ -31,20 +31,47 @@ pub(super) fn float(json: &Json) -> Option<f64> {
 
 /// A string whose characters are code points 0-255, as bytes (Avro's JSON encoding of bytes and fixed).
 pub(super) fn latin1(json: &Json) -> Option<Vec<u8>> {
-    json.as_str()?.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect()
+    json.as_str()?
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect()
 }
 
-/// A decimal given as a string or a JSON number, as text.
-pub(super) fn number_text(json: &Json) -> Option<String> {
+/// Significant digits a JSON number read as a 64-bit float is known to carry exactly.
+const EXACT_FLOAT_DIGITS: usize = 15;
+
+/// A decimal given as a string or a JSON number, as text; `None` for other JSON. A fractional or huge JSON
+/// number is read as a 64-bit float, exact to 15 significant digits only: longer ones must come as strings,
+/// or they could be silently rounded.
+pub(super) fn number_text(json: &Json) -> Option<Result<String, ConvertError>> {
     match json {
-        Json::String(s) => Some(s.clone()),
-        Json::Number(n) => Some(n.to_string()),
+        Json::String(s) => Some(Ok(s.clone())),
+        Json::Number(n) if n.is_f64() => {
+            let text = n.to_string();
+            let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
+            let digits = mantissa
+                .bytes()
+                .filter(u8::is_ascii_digit)
+                .skip_while(|&b| b == b'0')
+                .count();
+            Some(if digits > EXACT_FLOAT_DIGITS {
+                Err(ConvertError::new(format!(
+                    "the JSON number {text} has more than {EXACT_FLOAT_DIGITS} significant digits and may have been \
+                     rounded: give decimals this long as strings"
+                )))
+            } else {
+                Ok(text)
+            })
+        }
+        Json::Number(n) => Some(Ok(n.to_string())),
         _ => None,
     }
 }
 
 pub(super) fn enum_value(json: &Json, e: &EnumSchema) -> Result<Value, ConvertError> {
-    let symbol = json.as_str().ok_or_else(|| ConvertError::expected(format!("enum {}", e.name), json))?;
+    let symbol = json
+        .as_str()
+        .ok_or_else(|| ConvertError::expected(format!("enum {}", e.name), json))?;
     match e.symbols.iter().position(|s| s == symbol) {
         Some(i) => Ok(Value::Enum(i as u32, symbol.to_string())),
         None => Err(ConvertError::expected(
@@ -55,20 +82,33 @@ pub(super) fn enum_value(json: &Json, e: &EnumSchema) -> Result<Value, ConvertEr
 }
 
 pub(super) fn fixed(json: &Json, f: &FixedSchema) -> Result<Value, ConvertError> {
-    let what = || format!("fixed {} ({} bytes as a string of code points 0-255)", f.name, f.size);
+    let what = || {
+        format!(
+            "fixed {} ({} bytes as a string of code points 0-255)",
+            f.name, f.size
+        )
+    };
     let bytes = latin1(json).ok_or_else(|| ConvertError::expected(what(), json))?;
     if bytes.len() != f.size {
-        return Err(ConvertError::new(format!("expected {}, got {} bytes", what(), bytes.len())));
+        return Err(ConvertError::new(format!(
+            "expected {}, got {} bytes",
+            what(),
+            bytes.len()
+        )));
     }
     Ok(Value::Fixed(f.size, bytes))
 }
 
 pub(super) fn decimal_value(json: &Json, d: &DecimalSchema) -> Result<Value, ConvertError> {
-    let text = number_text(json).ok_or_else(|| ConvertError::expected(describe_schema_decimal(d), json))?;
+    let text =
+        number_text(json).ok_or_else(|| ConvertError::expected(describe_schema_decimal(d), json))??;
     let bytes = decimal::parse_decimal(&text, d.precision, d.scale).map_err(ConvertError::new)?;
     if let InnerDecimalSchema::Fixed(f) = &d.inner {
         if bytes.len() > f.size {
-            return Err(ConvertError::new(format!("{text:?} does not fit in fixed {} ({} bytes)", f.name, f.size)));
+            return Err(ConvertError::new(format!(
+                "{text:?} does not fit in fixed {} ({} bytes)",
+                f.name, f.size
+            )));
         }
     }
     Ok(Value::Decimal(Decimal::from(bytes)))
@@ -77,13 +117,17 @@ pub(super) fn decimal_value(json: &Json, d: &DecimalSchema) -> Result<Value, Con
 /// A time of day in `per_unit`-nanosecond units, from `HH:MM:SS[.f]` or a raw count; `None` for other JSON.
 pub(super) fn time_of_day(json: &Json, per_unit: i128) -> Option<Result<i64, ConvertError>> {
     Some(match json {
-        Json::String(s) => time::parse_time(s).map(|n| (i128::from(n) / per_unit) as i64).map_err(ConvertError::new),
+        Json::String(s) => time::parse_time(s)
+            .map(|n| (i128::from(n) / per_unit) as i64)
+            .map_err(ConvertError::new),
         Json::Number(_) => {
             let v = json.as_i64()?;
             if (0..(NANOS_PER_DAY / per_unit) as i64).contains(&v) {
                 Ok(v)
             } else {
-                Err(ConvertError::new(format!("{v} is not a time of day (0 to one day, exclusive)")))
+                Err(ConvertError::new(format!(
+                    "{v} is not a time of day (0 to one day, exclusive)"
+                )))
             }
         }
         _ => return None,
@@ -119,7 +163,10 @@ pub(super) fn duration(json: &Json) -> Result<Value, ConvertError> {
                 .ok_or_else(|| ConvertError::expected("an unsigned 32-bit integer", v).in_key(k)),
         }
     };
-    if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "months" | "days" | "millis")) {
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "months" | "days" | "millis"))
+    {
         return Err(ConvertError::new("unknown field of a duration (months, days, millis)").in_key(k));
     }
     Ok(Value::Duration(Duration::new(

@@ -51,7 +51,11 @@ pub(crate) fn parse_date(s: &str) -> Result<i64, String> {
     if y.len() != 4 || m.len() != 2 || d.len() != 2 {
         return Err(bad());
     }
-    let (y, m, d) = (i64::from(digits(y, "year")?), digits(m, "month")?, digits(d, "day")?);
+    let (y, m, d) = (
+        i64::from(digits(y, "year")?),
+        digits(m, "month")?,
+        digits(d, "day")?,
+    );
     if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
         return Err(format!("{s:?} is not a valid calendar date"));
     }
@@ -97,7 +101,9 @@ fn split_offset(t: &str) -> Result<(&str, Option<i64>), String> {
     if let Some(rest) = t.strip_suffix(['Z', 'z']) {
         return Ok((rest, Some(0)));
     }
-    let Some(pos) = t.rfind(['+', '-']) else { return Ok((t, None)) };
+    let Some(pos) = t.rfind(['+', '-']) else {
+        return Ok((t, None));
+    };
     let (time, off) = (&t[..pos], &t[pos..]);
     let sign = if off.starts_with('-') { -1 } else { 1 };
     let hm = off[1..].replace(':', "");
@@ -118,9 +124,9 @@ fn split_offset(t: &str) -> Result<(&str, Option<i64>), String> {
 
 /// An ISO-8601 date-time to nanoseconds since the epoch (UTC for instants, the wall clock for local ones).
 pub(crate) fn parse_timestamp(s: &str, zone: Zone) -> Result<i128, String> {
-    let (date, time) = s
-        .split_once(['T', 't', ' '])
-        .ok_or_else(|| format!("{s:?} is not an ISO-8601 timestamp (YYYY-MM-DDTHH:MM:SS[.fraction][Z|±hh:mm])"))?;
+    let (date, time) = s.split_once(['T', 't', ' ']).ok_or_else(|| {
+        format!("{s:?} is not an ISO-8601 timestamp (YYYY-MM-DDTHH:MM:SS[.fraction][Z|±hh:mm])")
+    })?;
     let days = parse_date(date)?;
     let (time, offset) = split_offset(time)?;
     let offset = match (zone, offset) {
@@ -131,7 +137,9 @@ pub(crate) fn parse_timestamp(s: &str, zone: Zone) -> Result<i128, String> {
             ))
         }
         (Zone::Forbidden, Some(_)) => {
-            return Err(format!("{s:?} has a zone offset, but a local timestamp is a wall-clock time without one"))
+            return Err(format!(
+                "{s:?} has a zone offset, but a local timestamp is a wall-clock time without one"
+            ))
         }
         (_, o) => o.unwrap_or(0),
     };
@@ -154,7 +162,9 @@ mod tests {
         assert_eq!(parse_date("2024-02-29"), Ok(19_782));
         assert_eq!(parse_date("1969-12-31"), Ok(-1));
         assert_eq!(parse_date("2000-03-01"), Ok(11_017));
-        assert!(parse_date("2023-02-29").unwrap_err().contains("valid calendar date"));
+        assert!(parse_date("2023-02-29")
+            .unwrap_err()
+            .contains("valid calendar date"));
         assert!(parse_date("2023-13-01").is_err());
         assert!(parse_date("2023-1-01").is_err());
         assert!(parse_date("yesterday").is_err());
