@@ -77,7 +77,11 @@ impl<'a> Reader<'a> {
     }
 
     fn negative(&self, field: &'static str, value: i64) -> DecodeError {
-        DecodeError::NegativeLength { message: self.message, field, value }
+        DecodeError::NegativeLength {
+            message: self.message,
+            field,
+            value,
+        }
     }
 
     /// A NUL-terminated UTF-8 string.
@@ -86,9 +90,14 @@ impl<'a> Reader<'a> {
         let len = rest
             .iter()
             .position(|&b| b == 0)
-            .ok_or(DecodeError::Unterminated { message: self.message, field })?;
-        let s = std::str::from_utf8(&rest[..len])
-            .map_err(|_| DecodeError::InvalidUtf8 { message: self.message, field })?;
+            .ok_or(DecodeError::Unterminated {
+                message: self.message,
+                field,
+            })?;
+        let s = std::str::from_utf8(&rest[..len]).map_err(|_| DecodeError::InvalidUtf8 {
+            message: self.message,
+            field,
+        })?;
         self.pos += len + 1;
         Ok(s)
     }
@@ -101,7 +110,12 @@ impl<'a> Reader<'a> {
     ) -> Result<(), DecodeError> {
         match self.u8(field)? {
             b if b == wanted => Ok(()),
-            found => Err(DecodeError::UnexpectedByte { message: self.message, field, expected, found }),
+            found => Err(DecodeError::UnexpectedByte {
+                message: self.message,
+                field,
+                expected,
+                found,
+            }),
         }
     }
 
@@ -109,7 +123,10 @@ impl<'a> Reader<'a> {
     pub(super) fn finish(&self) -> Result<(), DecodeError> {
         match self.remaining() {
             0 => Ok(()),
-            count => Err(DecodeError::TrailingBytes { message: self.message, count }),
+            count => Err(DecodeError::TrailingBytes {
+                message: self.message,
+                count,
+            }),
         }
     }
 }

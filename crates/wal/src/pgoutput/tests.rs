@@ -2,13 +2,15 @@
 //! proto_version 1, messages on) and handcrafted ones for what a plain table does not produce.
 
 use super::*;
+use outboxd_core::Lsn;
 use proptest::prelude::*;
 
 // Captured: an `outbox (id uuid, aggregate_type text, aggregate_id text, event_type text, payload jsonb,
 // headers jsonb, m mood, b bytea, big text)` table with relation OID 16395 and an enum type `mood` (16390).
 const BEGIN: &str = "420000000001972b5000030435e9fd21fc000002e3";
 const TYPE: &str = "59000040067075626c6963006d6f6f6400";
-const RELATION: &str = "520000400b7075626c6963006f7574626f78006400090169640000000b86ffffffff006167677265676174\
+const RELATION: &str =
+    "520000400b7075626c6963006f7574626f78006400090169640000000b86ffffffff006167677265676174\
 655f747970650000000019ffffffff006167677265676174655f69640000000019ffffffff006576656e745f74797065000000001\
 9ffffffff007061796c6f61640000000edaffffffff00686561646572730000000edaffffffff006d0000004006ffffffff006200\
 00000011ffffffff006269670000000019ffffffff";
@@ -76,7 +78,16 @@ fn update_with_old_key() -> Vec<u8> {
 }
 
 fn update_new_only() -> Vec<u8> {
-    Msg::new(b'U').i32(7).u8(b'N').i16(2).u8(b'b').i32(2).u8(0xAB).u8(0xCD).u8(b'n').0
+    Msg::new(b'U')
+        .i32(7)
+        .u8(b'N')
+        .i16(2)
+        .u8(b'b')
+        .i32(2)
+        .u8(0xAB)
+        .u8(0xCD)
+        .u8(b'n')
+        .0
 }
 
 fn origin() -> Vec<u8> {
@@ -84,44 +95,89 @@ fn origin() -> Vec<u8> {
 }
 
 fn all_samples() -> Vec<Vec<u8>> {
-    let mut v: Vec<Vec<u8>> = [BEGIN, TYPE, RELATION, INSERT, COMMIT, DELETE, TRUNCATE, MESSAGE_TX, MESSAGE_NON_TX]
-        .iter()
-        .map(|h| bytes(h))
-        .collect();
+    let mut v: Vec<Vec<u8>> = [
+        BEGIN,
+        TYPE,
+        RELATION,
+        INSERT,
+        COMMIT,
+        DELETE,
+        TRUNCATE,
+        MESSAGE_TX,
+        MESSAGE_NON_TX,
+    ]
+    .iter()
+    .map(|h| bytes(h))
+    .collect();
     v.extend([update_with_old_key(), update_new_only(), origin()]);
     v
 }
 
 #[test]
 fn decodes_captured_begin_and_commit() {
-    let PgOutput::Begin(b) = decode(&bytes(BEGIN)).unwrap() else { panic!("not a Begin") };
+    let PgOutput::Begin(b) = decode(&bytes(BEGIN)).unwrap() else {
+        panic!("not a Begin")
+    };
     assert_eq!((b.final_lsn, b.xid), (Lsn(0x1972B50), 739));
     assert_eq!(b.commit_time_pg_us, 0x030435e9fd21fc);
-    let PgOutput::Commit(c) = decode(&bytes(COMMIT)).unwrap() else { panic!("not a Commit") };
-    assert_eq!((c.flags, c.commit_lsn, c.end_lsn), (0, Lsn(0x1972B50), Lsn(0x1972B80)));
+    let PgOutput::Commit(c) = decode(&bytes(COMMIT)).unwrap() else {
+        panic!("not a Commit")
+    };
+    assert_eq!(
+        (c.flags, c.commit_lsn, c.end_lsn),
+        (0, Lsn(0x1972B50), Lsn(0x1972B80))
+    );
     assert_eq!(c.commit_time_pg_us, b.commit_time_pg_us);
 }
 
 #[test]
 fn decodes_captured_relation_and_type() {
-    let PgOutput::Relation(r) = decode(&bytes(RELATION)).unwrap() else { panic!("not a Relation") };
-    assert_eq!((r.id, r.namespace.as_str(), r.name.as_str(), r.replica_identity), (16395, "public", "outbox", b'd'));
+    let PgOutput::Relation(r) = decode(&bytes(RELATION)).unwrap() else {
+        panic!("not a Relation")
+    };
+    assert_eq!(
+        (r.id, r.namespace.as_str(), r.name.as_str(), r.replica_identity),
+        (16395, "public", "outbox", b'd')
+    );
     let names: Vec<_> = r.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
-        ["id", "aggregate_type", "aggregate_id", "event_type", "payload", "headers", "m", "b", "big"]
+        [
+            "id",
+            "aggregate_type",
+            "aggregate_id",
+            "event_type",
+            "payload",
+            "headers",
+            "m",
+            "b",
+            "big"
+        ]
     );
     let types: Vec<_> = r.columns.iter().map(|c| c.type_oid).collect();
     assert_eq!(types, [2950, 25, 25, 25, 3802, 3802, 16390, 17, 25]);
-    assert_eq!((r.columns[0].flags, r.columns[1].flags, r.columns[0].type_modifier), (1, 0, -1));
-    let t = decode(&bytes(TYPE)).unwrap();
-    assert_eq!(t, PgOutput::Type(TypeMessage { id: 16390, namespace: "public".into(), name: "mood".into() }));
+    assert_eq!(
+        (r.columns[0].flags, r.columns[1].flags, r.columns[0].type_modifier),
+        (1, 0, -1)
+    );
+    let data = bytes(TYPE);
+    let t = decode(&data).unwrap();
+    assert_eq!(
+        t,
+        PgOutput::Type(TypeMessage {
+            id: 16390,
+            namespace: "public".into(),
+            name: "mood".into()
+        })
+    );
 }
 
 #[test]
 fn decodes_captured_insert() {
     let data = bytes(INSERT);
-    let PgOutput::Insert(i) = decode(&data).unwrap() else { panic!("not an Insert") };
+    let PgOutput::Insert(i) = decode(&data).unwrap() else {
+        panic!("not an Insert")
+    };
     assert_eq!(i.relation_id, 16395);
     use ColumnValue::*;
     assert_eq!(
@@ -142,44 +198,97 @@ fn decodes_captured_insert() {
 
 #[test]
 fn decodes_captured_delete_and_truncate() {
-    let PgOutput::Delete(d) = decode(&bytes(DELETE)).unwrap() else { panic!("not a Delete") };
-    assert_eq!((d.relation_id, d.kind, d.old.columns.len()), (16395, OldTuple::Key, 9));
-    assert_eq!(d.old.columns[0], ColumnValue::Text(b"11111111-1111-1111-1111-111111111111"));
+    let data = bytes(DELETE);
+    let PgOutput::Delete(d) = decode(&data).unwrap() else {
+        panic!("not a Delete")
+    };
+    assert_eq!(
+        (d.relation_id, d.kind, d.old.columns.len()),
+        (16395, OldTuple::Key, 9)
+    );
+    assert_eq!(
+        d.old.columns[0],
+        ColumnValue::Text(b"11111111-1111-1111-1111-111111111111")
+    );
     assert!(d.old.columns[1..].iter().all(|c| *c == ColumnValue::Null));
-    let t = decode(&bytes(TRUNCATE)).unwrap();
-    assert_eq!(t, PgOutput::Truncate(Truncate { options: 0, relation_ids: vec![16395] }));
+    let data = bytes(TRUNCATE);
+    let t = decode(&data).unwrap();
+    assert_eq!(
+        t,
+        PgOutput::Truncate(Truncate {
+            options: 0,
+            relation_ids: vec![16395]
+        })
+    );
 }
 
 #[test]
 fn decodes_captured_messages() {
     let data = bytes(MESSAGE_TX);
     let m = decode(&data).unwrap();
-    let want = LogicalMessage { transactional: true, lsn: Lsn(0x1973BF8), prefix: "pfx", content: b"hello" };
+    let want = LogicalMessage {
+        transactional: true,
+        lsn: Lsn(0x1973BF8),
+        prefix: "pfx",
+        content: b"hello",
+    };
     assert_eq!(m, PgOutput::Message(want));
     let data = bytes(MESSAGE_NON_TX);
-    let PgOutput::Message(m) = decode(&data).unwrap() else { panic!("not a Message") };
+    let PgOutput::Message(m) = decode(&data).unwrap() else {
+        panic!("not a Message")
+    };
     assert_eq!((m.transactional, m.prefix, m.content), (false, "pfx", &b"nt"[..]));
 }
 
 #[test]
 fn decodes_updates_origin_and_binary_values() {
     let data = update_with_old_key();
-    let PgOutput::Update(u) = decode(&data).unwrap() else { panic!("not an Update") };
+    let PgOutput::Update(u) = decode(&data).unwrap() else {
+        panic!("not an Update")
+    };
     assert_eq!(u.relation_id, 7);
     let (kind, old) = u.old.expect("old key");
-    assert_eq!((kind, old.columns), (OldTuple::Key, vec![ColumnValue::Text(b"1"), ColumnValue::Null]));
-    assert_eq!(u.new.columns, [ColumnValue::Text(b"1"), ColumnValue::UnchangedToast]);
+    assert_eq!(
+        (kind, old.columns),
+        (OldTuple::Key, vec![ColumnValue::Text(b"1"), ColumnValue::Null])
+    );
+    assert_eq!(
+        u.new.columns,
+        [ColumnValue::Text(b"1"), ColumnValue::UnchangedToast]
+    );
 
     let data = update_new_only();
-    let PgOutput::Update(u) = decode(&data).unwrap() else { panic!("not an Update") };
-    assert_eq!((u.old, u.new.columns), (None, vec![ColumnValue::Binary(&[0xAB, 0xCD]), ColumnValue::Null]));
+    let PgOutput::Update(u) = decode(&data).unwrap() else {
+        panic!("not an Update")
+    };
+    assert_eq!(
+        (u.old, u.new.columns),
+        (None, vec![ColumnValue::Binary(&[0xAB, 0xCD]), ColumnValue::Null])
+    );
 
-    let full = Msg::new(b'U').i32(7).u8(b'O').i16(1).u8(b'n').u8(b'N').i16(1).text(b"x").0;
-    let PgOutput::Update(u) = decode(&full).unwrap() else { panic!("not an Update") };
+    let full = Msg::new(b'U')
+        .i32(7)
+        .u8(b'O')
+        .i16(1)
+        .u8(b'n')
+        .u8(b'N')
+        .i16(1)
+        .text(b"x")
+        .0;
+    let PgOutput::Update(u) = decode(&full).unwrap() else {
+        panic!("not an Update")
+    };
     assert_eq!(u.old.map(|(k, _)| k), Some(OldTuple::Full));
 
-    let o = decode(&origin()).unwrap();
-    assert_eq!(o, PgOutput::Origin(Origin { commit_lsn: Lsn(0x1_0000_0010), name: "node_a".into() }));
+    let data = origin();
+    let o = decode(&data).unwrap();
+    assert_eq!(
+        o,
+        PgOutput::Origin(Origin {
+            commit_lsn: Lsn(0x1_0000_0010),
+            name: "node_a".into()
+        })
+    );
 }
 
 #[test]
@@ -187,7 +296,10 @@ fn every_truncation_of_every_message_is_an_error() {
     for sample in all_samples() {
         assert!(decode(&sample).is_ok());
         for len in 0..sample.len() {
-            assert!(decode(&sample[..len]).is_err(), "prefix of {len} bytes of {sample:02x?} decoded");
+            assert!(
+                decode(&sample[..len]).is_err(),
+                "prefix of {len} bytes of {sample:02x?} decoded"
+            );
         }
     }
 }
@@ -196,7 +308,10 @@ fn every_truncation_of_every_message_is_an_error() {
 fn trailing_bytes_are_an_error() {
     for mut sample in all_samples() {
         sample.push(0);
-        assert!(matches!(decode(&sample), Err(DecodeError::TrailingBytes { count: 1, .. })));
+        assert!(matches!(
+            decode(&sample),
+            Err(DecodeError::TrailingBytes { count: 1, .. })
+        ));
     }
 }
 
@@ -205,29 +320,84 @@ fn malformed_inputs_are_named_errors() {
     assert_eq!(decode(&[]), Err(DecodeError::Empty));
     assert_eq!(decode(b"Z"), Err(DecodeError::UnknownTag(b'Z')));
     // A relation name that is not UTF-8.
-    let bad_name = Msg::new(b'R').i32(1).str(b"public").str(&[0xff, 0xfe]).u8(b'd').i16(0).0;
-    assert!(matches!(decode(&bad_name), Err(DecodeError::InvalidUtf8 { field: "relation name", .. })));
-    let bad_column = Msg::new(b'R').i32(1).str(b"s").str(b"t").u8(b'd').i16(1).u8(0).str(&[0xc3]).0;
-    assert!(matches!(decode(&bad_column), Err(DecodeError::InvalidUtf8 { field: "column name", .. })));
+    let bad_name = Msg::new(b'R')
+        .i32(1)
+        .str(b"public")
+        .str(&[0xff, 0xfe])
+        .u8(b'd')
+        .i16(0)
+        .0;
+    assert!(matches!(
+        decode(&bad_name),
+        Err(DecodeError::InvalidUtf8 {
+            field: "relation name",
+            ..
+        })
+    ));
+    let bad_column = Msg::new(b'R')
+        .i32(1)
+        .str(b"s")
+        .str(b"t")
+        .u8(b'd')
+        .i16(1)
+        .u8(0)
+        .str(&[0xc3])
+        .0;
+    assert!(matches!(
+        decode(&bad_column),
+        Err(DecodeError::InvalidUtf8 {
+            field: "column name",
+            ..
+        })
+    ));
     // Negative counts and lengths.
     let neg_cols = Msg::new(b'I').i32(1).u8(b'N').i16(-1).0;
-    assert!(matches!(decode(&neg_cols), Err(DecodeError::NegativeLength { value: -1, .. })));
+    assert!(matches!(
+        decode(&neg_cols),
+        Err(DecodeError::NegativeLength { value: -1, .. })
+    ));
     let neg_len = Msg::new(b'I').i32(1).u8(b'N').i16(1).u8(b't').i32(-5).0;
-    assert!(matches!(decode(&neg_len), Err(DecodeError::NegativeLength { value: -5, .. })));
+    assert!(matches!(
+        decode(&neg_len),
+        Err(DecodeError::NegativeLength { value: -5, .. })
+    ));
     // A length far beyond the message.
     let huge = Msg::new(b'I').i32(1).u8(b'N').i16(1).u8(b't').i32(i32::MAX).0;
-    assert!(matches!(decode(&huge), Err(DecodeError::Truncated { needed, .. }) if needed == i32::MAX as usize));
+    assert!(
+        matches!(decode(&huge), Err(DecodeError::Truncated { needed, .. }) if needed == i32::MAX as usize)
+    );
     // Unknown markers.
     let kind = Msg::new(b'I').i32(1).u8(b'N').i16(1).u8(b'x').0;
-    assert!(matches!(decode(&kind), Err(DecodeError::UnexpectedByte { found: b'x', .. })));
+    assert!(matches!(
+        decode(&kind),
+        Err(DecodeError::UnexpectedByte { found: b'x', .. })
+    ));
     let marker = Msg::new(b'I').i32(1).u8(b'K').i16(0).0;
-    assert!(matches!(decode(&marker), Err(DecodeError::UnexpectedByte { found: b'K', .. })));
+    assert!(matches!(
+        decode(&marker),
+        Err(DecodeError::UnexpectedByte { found: b'K', .. })
+    ));
     let del = Msg::new(b'D').i32(1).u8(b'N').i16(0).0;
-    assert!(matches!(decode(&del), Err(DecodeError::UnexpectedByte { message: "Delete", .. })));
+    assert!(matches!(
+        decode(&del),
+        Err(DecodeError::UnexpectedByte {
+            message: "Delete",
+            ..
+        })
+    ));
     let upd = Msg::new(b'U').i32(1).u8(b'X').0;
-    assert!(matches!(decode(&upd), Err(DecodeError::UnexpectedByte { message: "Update", .. })));
+    assert!(matches!(
+        decode(&upd),
+        Err(DecodeError::UnexpectedByte {
+            message: "Update",
+            ..
+        })
+    ));
     let unterminated = Msg::new(b'Y').i32(1).u8(b'a').0;
-    assert!(matches!(decode(&unterminated), Err(DecodeError::Unterminated { .. })));
+    assert!(matches!(
+        decode(&unterminated),
+        Err(DecodeError::Unterminated { .. })
+    ));
     // Errors explain themselves.
     let msg = DecodeError::UnknownTag(b'Z').to_string();
     assert!(msg.contains("0x5a") && msg.contains("pgoutput"), "{msg}");

@@ -1,0 +1,281 @@
+//! The WAL source's configuration (the `[source]` table of outboxd's config file). Defaults live in one
+//! place: [`SourceConfig::default`].
+
+use crate::mapping::ColumnMapping;
+use crate::WalError;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Where the outbox events come from and how the slot is handled. `Debug` hides the password (in `password`
+/// and in `pg_url`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// Postgres connection URL (`postgres://user:password@host:port/db`); the user needs the REPLICATION
+    /// attribute (and CREATE on the database to create the publication).
+    pub pg_url: String,
+    /// Password for the Postgres user, overriding any in `pg_url` (so it can come from a secret file
+    /// instead of the URL).
+    pub password: Option<String>,
+    /// Logical replication slot name (`[a-z0-9_]`, at most 63 characters).
+    pub slot: String,
+    /// Publication name (`[a-z0-9_]`, at most 63 characters).
+    pub publication: String,
+    /// The outbox table, as `schema.table` (`public` when the schema is left out).
+    pub table: String,
+    /// Which table column fills which event field (table mode only).
+    pub columns: ColumnMapping,
+    /// Read events from the table's inserts, or from transactional logical messages.
+    pub mode: OutboxMode,
+    /// Create the slot (plugin pgoutput) when it does not exist.
+    pub create_slot: bool,
+    /// Create the publication (the outbox table only, inserts only) when it does not exist.
+    pub create_publication: bool,
+    /// What to do when another process streams from the slot: wait until it is free, or exit.
+    pub on_slot_busy: SlotBusy,
+    /// With `on_slot_busy = "wait"`: give up after this many milliseconds (absent: wait without limit).
+    pub slot_busy_timeout_ms: Option<u64>,
+    /// Capacity of the channel to the next stage, in events: a slow sink slows the reading down.
+    pub channel_capacity: usize,
+    /// Longest interval between standby status updates (confirmed positions) sent to Postgres, in ms.
+    pub status_interval_ms: u64,
+    /// How long `shutdown` waits for the last confirmation to be sent, in ms.
+    pub shutdown_timeout_ms: u64,
+    /// `application_name` of the replication session (shown in `pg_stat_replication`).
+    pub application_name: String,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            pg_url: "postgres://postgres@localhost:5432/postgres".into(),
+            password: None,
+            slot: "outboxd".into(),
+            publication: "outboxd".into(),
+            table: "public.outbox".into(),
+            columns: ColumnMapping::default(),
+            mode: OutboxMode::Table,
+            create_slot: true,
+            create_publication: true,
+            on_slot_busy: SlotBusy::Wait,
+            slot_busy_timeout_ms: None,
+            channel_capacity: 4096,
+            status_interval_ms: 1000,
+            shutdown_timeout_ms: 15_000,
+            application_name: "outboxd".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("pg_url", &redact_url(&self.pg_url))
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("slot", &self.slot)
+            .field("publication", &self.publication)
+            .field("table", &self.table)
+            .field("columns", &self.columns)
+            .field("mode", &self.mode)
+            .field("create_slot", &self.create_slot)
+            .field("create_publication", &self.create_publication)
+            .field("on_slot_busy", &self.on_slot_busy)
+            .field("slot_busy_timeout_ms", &self.slot_busy_timeout_ms)
+            .field("channel_capacity", &self.channel_capacity)
+            .field("status_interval_ms", &self.status_interval_ms)
+            .field("shutdown_timeout_ms", &self.shutdown_timeout_ms)
+            .field("application_name", &self.application_name)
+            .finish()
+    }
+}
+
+/// `postgres://user:***@host/db`, or `password=***` in a conninfo string.
+fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.rsplit_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+        return url.to_string();
+    }
+    url.split(' ')
+        .map(|part| match part.split_once('=') {
+            Some(("password", _)) => "password=***".to_string(),
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Where outbox events are written by the application.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case", tag = "kind")]
+pub enum OutboxMode {
+    /// Inserts into the outbox table (`table`, mapped by `columns`).
+    #[default]
+    Table,
+    /// `pg_logical_emit_message(true, prefix, '{"id": ..., ...}')` calls: no table at all.
+    LogicalMessage {
+        /// The message prefix to read; other prefixes are ignored.
+        prefix: String,
+    },
+}
+
+/// What to do when the slot is held by another process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotBusy {
+    /// Poll until the slot is free (a standby instance), logging who holds it.
+    #[default]
+    Wait,
+    /// Fail at once with [`WalError::SlotBusy`].
+    Exit,
+}
+
+impl SourceConfig {
+    /// `pg_url` parsed, with `password` applied.
+    pub fn pg_config(&self) -> Result<tokio_postgres::Config, WalError> {
+        let mut pg: tokio_postgres::Config = self
+            .pg_url
+            .parse()
+            .map_err(|e| WalError::Config(format!("pg_url is not a valid Postgres URL or conninfo: {e}")))?;
+        if let Some(password) = &self.password {
+            pg.password(password.as_str());
+        }
+        Ok(pg)
+    }
+
+    /// The status interval as a duration (at least 10 ms).
+    pub fn status_interval(&self) -> Duration {
+        Duration::from_millis(self.status_interval_ms.max(10))
+    }
+
+    /// The outbox table as (schema, name).
+    pub fn table_name(&self) -> Result<(String, String), WalError> {
+        let (schema, name) = self
+            .table
+            .split_once('.')
+            .unwrap_or(("public", self.table.as_str()));
+        for part in [schema, name] {
+            if part.is_empty() || part.contains('"') || part.contains('.') {
+                return Err(WalError::Config(format!(
+                    "table = {:?} is not of the form schema.table (unquoted names, no dots inside)",
+                    self.table
+                )));
+            }
+        }
+        Ok((schema.to_string(), name.to_string()))
+    }
+
+    /// Checks what can be checked without a database.
+    pub fn validate(&self) -> Result<(), WalError> {
+        check_name("slot", &self.slot)?;
+        check_name("publication", &self.publication)?;
+        self.table_name()?;
+        if self.channel_capacity == 0 {
+            return Err(WalError::Config("channel_capacity must be at least 1".into()));
+        }
+        if let OutboxMode::LogicalMessage { prefix } = &self.mode {
+            if prefix.is_empty() {
+                return Err(WalError::Config("mode.prefix must not be empty".into()));
+            }
+        }
+        self.columns.check_names()
+    }
+}
+
+/// Slot and publication names go into replication commands unquoted: keep them to what Postgres allows for
+/// slot names.
+fn check_name(what: &str, name: &str) -> Result<(), WalError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(WalError::Config(format!(
+            "{what} = {name:?}: use 1 to 63 characters of lowercase letters, digits and underscores"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::Preset;
+
+    #[test]
+    fn defaults_and_toml() {
+        let c: SourceConfig = toml::from_str("").unwrap();
+        assert_eq!(c, SourceConfig::default());
+        assert!(c.validate().is_ok());
+        let c: SourceConfig = toml::from_str(
+            r#"
+            slot = "s1"
+            table = "app.events"
+            on_slot_busy = "exit"
+            mode = { kind = "logical_message", prefix = "outbox" }
+            columns = { preset = "debezium", payload = "body" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.on_slot_busy, SlotBusy::Exit);
+        assert_eq!(
+            c.mode,
+            OutboxMode::LogicalMessage {
+                prefix: "outbox".into()
+            }
+        );
+        assert_eq!(
+            (c.columns.preset, c.columns.payload.as_deref()),
+            (Preset::Debezium, Some("body"))
+        );
+        assert_eq!(c.table_name().unwrap(), ("app".to_string(), "events".to_string()));
+        let e = toml::from_str::<SourceConfig>("slots = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn debug_hides_passwords() {
+        let c = SourceConfig {
+            pg_url: "postgres://app:hunter2@db:5432/app".into(),
+            password: Some("hunter3".into()),
+            ..Default::default()
+        };
+        let text = format!("{c:?}");
+        assert!(!text.contains("hunter2") && !text.contains("hunter3"), "{text}");
+        assert!(text.contains("postgres://app:***@db:5432/app"), "{text}");
+        let conninfo = SourceConfig {
+            pg_url: "host=db password=hunter2 user=app".into(),
+            ..Default::default()
+        };
+        assert!(format!("{conninfo:?}").contains("host=db password=*** user=app"));
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        let bad = |f: fn(&mut SourceConfig)| {
+            let mut c = SourceConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(bad(|c| c.slot = "My-Slot".into()).contains("slot"));
+        assert!(bad(|c| c.publication = String::new()).contains("publication"));
+        assert!(bad(|c| c.table = "a.b.c".into()).contains("schema.table"));
+        assert!(bad(|c| c.channel_capacity = 0).contains("channel_capacity"));
+        assert_eq!(
+            SourceConfig {
+                table: "outbox".into(),
+                ..Default::default()
+            }
+            .table_name()
+            .unwrap(),
+            ("public".to_string(), "outbox".to_string())
+        );
+    }
+}

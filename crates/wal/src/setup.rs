@@ -1,0 +1,291 @@
+//! Start-up checks and set-up on an ordinary (tokio-postgres) connection: server version and `wal_level`,
+//! the outbox table's columns, the publication, the slot and who holds it.
+
+use crate::config::{OutboxMode, SlotBusy, SourceConfig};
+use crate::WalError;
+use outboxd_core::Lsn;
+use std::time::{Duration, Instant};
+use tokio_postgres::{Client, NoTls};
+
+/// Connects without TLS (see the crate docs) and drives the connection on a task of its own.
+pub(crate) async fn connect(config: &tokio_postgres::Config) -> Result<Client, WalError> {
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(WalError::Config(
+            "pg_url asks for sslmode=require, but the WAL source does not support TLS yet: connect over a \
+             trusted network or a local TLS proxy, with sslmode=disable or prefer"
+                .into(),
+        ));
+    }
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(WalError::pg("connecting to Postgres"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "set-up connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Server version >= 14 and `wal_level = logical`.
+pub(crate) async fn check_server(client: &Client) -> Result<(), WalError> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int, current_setting('server_version'), \
+             current_setting('wal_level')",
+            &[],
+        )
+        .await
+        .map_err(WalError::pg("reading server settings"))?;
+    let (num, version, wal_level): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
+    if num < 140_000 {
+        return Err(WalError::ServerVersion { version });
+    }
+    if wal_level != "logical" {
+        return Err(WalError::WalLevel { actual: wal_level });
+    }
+    Ok(())
+}
+
+/// The outbox table exists and has every column the mapping needs.
+pub(crate) async fn check_table(client: &Client, config: &SourceConfig) -> Result<(), WalError> {
+    let (schema, name) = config.table_name()?;
+    let rows = client
+        .query(
+            "SELECT a.attname::text, a.atttypid FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
+               AND a.attgenerated = '' ORDER BY a.attnum",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(WalError::pg("reading the outbox table's columns"))?;
+    if rows.is_empty() {
+        return Err(WalError::Config(format!(
+            "outbox table {schema}.{name} does not exist in this database: create it (see config/outbox.sql) \
+             or set table = \"schema.table\""
+        )));
+    }
+    let columns: Vec<(String, u32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let columns: Vec<(&str, u32)> = columns.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    config
+        .columns
+        .resolve(&format!("{schema}.{name}"), &columns)
+        .map(|_| ())
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+const DUPLICATE_OBJECT: &str = "42710";
+
+fn is_duplicate(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code() == DUPLICATE_OBJECT)
+}
+
+/// The publication exists (created when allowed), publishes inserts and, in table mode, the outbox table.
+pub(crate) async fn ensure_publication(client: &Client, config: &SourceConfig) -> Result<(), WalError> {
+    let publication = &config.publication;
+    let (schema, name) = config.table_name()?;
+    let table_mode = matches!(config.mode, OutboxMode::Table);
+    let exists = client
+        .query_opt(
+            "SELECT pubinsert FROM pg_publication WHERE pubname = $1",
+            &[publication],
+        )
+        .await
+        .map_err(WalError::pg("looking up the publication"))?;
+    let publishes_inserts: bool = match exists {
+        Some(row) => row.get(0),
+        None if config.create_publication => {
+            let target = if table_mode {
+                format!(" FOR TABLE {}.{}", quote_ident(&schema), quote_ident(&name))
+            } else {
+                String::new()
+            };
+            let sql = format!(
+                "CREATE PUBLICATION {}{target} WITH (publish = 'insert')",
+                quote_ident(publication)
+            );
+            match client.batch_execute(&sql).await {
+                Ok(()) => tracing::info!(%publication, "created publication"),
+                Err(e) if is_duplicate(&e) => {} // another instance created it meanwhile
+                Err(e) => return Err(WalError::pg(format!("creating publication {publication}"))(e)),
+            }
+            true
+        }
+        None => {
+            return Err(WalError::Config(format!(
+                "publication {publication} does not exist and create_publication = false: create it with \
+                 CREATE PUBLICATION {publication} FOR TABLE {schema}.{name} WITH (publish = 'insert');"
+            )))
+        }
+    };
+    if !publishes_inserts {
+        return Err(WalError::Config(format!(
+            "publication {publication} does not publish inserts: ALTER PUBLICATION {publication} SET (publish = 'insert');"
+        )));
+    }
+    if table_mode {
+        let listed = client
+            .query_opt(
+                "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
+                &[publication, &schema, &name],
+            )
+            .await
+            .map_err(WalError::pg("checking the publication's tables"))?;
+        if listed.is_none() {
+            return Err(WalError::Config(format!(
+                "publication {publication} does not include {schema}.{name}: \
+                 ALTER PUBLICATION {publication} ADD TABLE {schema}.{name};"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What `pg_replication_slots` says about the slot.
+struct SlotRow {
+    plugin: Option<String>,
+    database: Option<String>,
+    active_pid: Option<i32>,
+    confirmed_flush: Option<String>,
+}
+
+async fn slot_row(client: &Client, slot: &str) -> Result<Option<SlotRow>, WalError> {
+    let row = client
+        .query_opt(
+            "SELECT plugin::text, database::text, active_pid, confirmed_flush_lsn::text \
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(WalError::pg("looking up the replication slot"))?;
+    Ok(row.map(|r| SlotRow {
+        plugin: r.get(0),
+        database: r.get(1),
+        active_pid: r.get(2),
+        confirmed_flush: r.get(3),
+    }))
+}
+
+fn parse_lsn(text: Option<String>) -> Result<Option<Lsn>, WalError> {
+    text.map(|t| t.parse::<Lsn>().map_err(|e| WalError::Stream(e.to_string())))
+        .transpose()
+}
+
+/// The slot's `confirmed_flush_lsn`, or `None` when the slot does not exist.
+pub async fn slot_confirmed_flush_lsn(pg_url: &str, slot: &str) -> Result<Option<Lsn>, WalError> {
+    let pg = pg_url
+        .parse()
+        .map_err(|e| WalError::Config(format!("pg_url is not a valid Postgres URL or conninfo: {e}")))?;
+    let client = connect(&pg).await?;
+    match slot_row(&client, slot).await? {
+        Some(row) => parse_lsn(row.confirmed_flush),
+        None => Ok(None),
+    }
+}
+
+/// The slot exists (created when allowed), is a pgoutput slot of this database.
+pub(crate) async fn ensure_slot(client: &Client, config: &SourceConfig) -> Result<(), WalError> {
+    let slot = &config.slot;
+    let row = match slot_row(client, slot).await? {
+        Some(row) => row,
+        None if config.create_slot => {
+            let created = client
+                .execute(
+                    "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                    &[slot],
+                )
+                .await;
+            match created {
+                Ok(_) => tracing::info!(%slot, "created replication slot"),
+                Err(e) if is_duplicate(&e) => {}
+                Err(e) => return Err(WalError::pg(format!("creating replication slot {slot}"))(e)),
+            }
+            slot_row(client, slot)
+                .await?
+                .ok_or_else(|| WalError::Config(format!("slot {slot} vanished")))?
+        }
+        None => {
+            return Err(WalError::Config(format!(
+                "replication slot {slot} does not exist and create_slot = false: create it with \
+                 SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput');"
+            )))
+        }
+    };
+    if row.plugin.as_deref() != Some("pgoutput") {
+        return Err(WalError::Config(format!(
+            "replication slot {slot} uses plugin {:?}, outboxd needs a logical slot with plugin pgoutput",
+            row.plugin.unwrap_or_else(|| "none (physical slot)".into())
+        )));
+    }
+    let db: String = client
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .map_err(WalError::pg("reading the current database"))?
+        .get(0);
+    if row.database.as_deref() != Some(db.as_str()) {
+        return Err(WalError::Config(format!(
+            "replication slot {slot} belongs to database {:?}, but pg_url connects to {db:?}",
+            row.database.unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// Waits until no other process holds the slot (or fails at once with `on_slot_busy = "exit"`), then returns
+/// its `confirmed_flush_lsn`. Never takes the slot from its holder.
+pub(crate) async fn wait_until_slot_free(
+    client: &Client,
+    config: &SourceConfig,
+    deadline: Option<Instant>,
+) -> Result<Lsn, WalError> {
+    let slot = &config.slot;
+    let mut pause = Duration::from_millis(100);
+    let mut polls = 0u32;
+    loop {
+        let row = slot_row(client, slot)
+            .await?
+            .ok_or_else(|| WalError::Config(format!("slot {slot} was dropped")))?;
+        let Some(pid) = row.active_pid else {
+            return Ok(parse_lsn(row.confirmed_flush)?.unwrap_or(Lsn::ZERO));
+        };
+        let busy = WalError::SlotBusy {
+            slot: slot.clone(),
+            pid,
+            client: holder(client, pid).await,
+        };
+        if config.on_slot_busy == SlotBusy::Exit || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(busy);
+        }
+        if polls % 20 == 0 {
+            tracing::warn!("{busy}; waiting for it to be released");
+        }
+        polls += 1;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// ", client 10.0.0.5 (app outboxd)" for the slot holder's pid, when Postgres knows it.
+async fn holder(client: &Client, pid: i32) -> String {
+    let row = client
+        .query_opt(
+            "SELECT client_addr::text, application_name FROM pg_stat_activity WHERE pid = $1",
+            &[&pid],
+        )
+        .await
+        .ok()
+        .flatten();
+    let Some(row) = row else { return String::new() };
+    let addr: Option<String> = row.get(0);
+    let app: Option<String> = row.get(1);
+    let addr = addr.unwrap_or_else(|| "local socket".into());
+    match app.filter(|a| !a.is_empty()) {
+        Some(app) => format!(", client {addr} (application_name {app})"),
+        None => format!(", client {addr}"),
+    }
+}
