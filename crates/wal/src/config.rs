@@ -1,14 +1,17 @@
 //! The WAL source's configuration (the `[source]` table of outboxd's config file). Defaults live in one
 //! place: [`SourceConfig::default`].
 
+use crate::conninfo::split_tls_params;
 use crate::mapping::ColumnMapping;
+use crate::tls::TlsSettings;
 use crate::WalError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where the outbox events come from and how the slot is handled. `Debug` hides the password (in `password`
 /// and in `pg_url`).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceConfig {
     /// Postgres connection URL (`postgres://user:password@host:port/db`); the user needs the REPLICATION
@@ -17,6 +20,13 @@ pub struct SourceConfig {
     /// Password for the Postgres user, overriding any in `pg_url` (so it can come from a secret file
     /// instead of the URL).
     pub password: Option<String>,
+    /// PEM file of the root certificate(s) that the server's TLS certificate must chain to (libpq's
+    /// `sslrootcert`, which `pg_url` may also carry; this wins). Absent: the Mozilla roots. TLS itself is
+    /// chosen by `sslmode` in `pg_url` (default `prefer`); given without any `sslmode`, this means
+    /// `verify-full`, and with `sslmode=require` it means `verify-ca`.
+    pub ssl_root_cert: Option<PathBuf>,
+    /// Longest wait for a connection to Postgres (TCP, TLS and login), in milliseconds.
+    pub connect_timeout_ms: u64,
     /// Logical replication slot name (`[a-z0-9_]`, at most 63 characters).
     pub slot: String,
     /// Publication name (`[a-z0-9_]`, at most 63 characters).
@@ -50,6 +60,8 @@ impl Default for SourceConfig {
         SourceConfig {
             pg_url: "postgres://postgres@localhost:5432/postgres".into(),
             password: None,
+            ssl_root_cert: None,
+            connect_timeout_ms: 10_000,
             slot: "outboxd".into(),
             publication: "outboxd".into(),
             table: "public.outbox".into(),
@@ -72,6 +84,8 @@ impl std::fmt::Debug for SourceConfig {
         f.debug_struct("SourceConfig")
             .field("pg_url", &redact_url(&self.pg_url))
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ssl_root_cert", &self.ssl_root_cert)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("slot", &self.slot)
             .field("publication", &self.publication)
             .field("table", &self.table)
@@ -109,7 +123,7 @@ fn redact_url(url: &str) -> String {
 }
 
 /// Where outbox events are written by the application.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case", tag = "kind")]
 pub enum OutboxMode {
     /// Inserts into the outbox table (`table`, mapped by `columns`).
@@ -123,7 +137,7 @@ pub enum OutboxMode {
 }
 
 /// What to do when the slot is held by another process.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SlotBusy {
     /// Poll until the slot is free (a standby instance), logging who holds it.
@@ -134,16 +148,33 @@ pub enum SlotBusy {
 }
 
 impl SourceConfig {
-    /// `pg_url` parsed, with `password` applied.
+    /// `pg_url` parsed, with `password` applied. Its `sslmode` is the nearest that tokio-postgres knows
+    /// (`verify-*` become `require`): see [`SourceConfig::tls_settings`] for the TLS that is really used.
     pub fn pg_config(&self) -> Result<tokio_postgres::Config, WalError> {
-        let mut pg: tokio_postgres::Config = self
-            .pg_url
+        let (url, tls) = split_tls_params(&self.pg_url)?;
+        let mut pg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| WalError::Config(format!("pg_url is not a valid Postgres URL or conninfo: {e}")))?;
         if let Some(password) = &self.password {
             pg.password(password.as_str());
         }
+        pg.ssl_mode(
+            TlsSettings::resolve(tls, self.ssl_root_cert.as_deref())
+                .mode
+                .for_tokio_postgres(),
+        );
         Ok(pg)
+    }
+
+    /// The TLS settings of both connections: `sslmode` and `sslrootcert` from `pg_url`, `ssl_root_cert`.
+    pub fn tls_settings(&self) -> Result<TlsSettings, WalError> {
+        let (_, tls) = split_tls_params(&self.pg_url)?;
+        Ok(TlsSettings::resolve(tls, self.ssl_root_cert.as_deref()))
+    }
+
+    /// The connect timeout as a duration (at least 100 ms).
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms.max(100))
     }
 
     /// The status interval as a duration (at least 10 ms).
@@ -238,6 +269,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn serializes_back_to_what_it_reads() {
+        let c = SourceConfig {
+            ssl_root_cert: Some("/etc/ca.pem".into()),
+            mode: OutboxMode::LogicalMessage {
+                prefix: "outbox".into(),
+            },
+            on_slot_busy: SlotBusy::Exit,
+            ..SourceConfig::default()
+        };
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("ssl_root_cert = \"/etc/ca.pem\""), "{text}");
+        assert_eq!(toml::from_str::<SourceConfig>(&text).unwrap(), c);
+        let defaults = toml::to_string(&SourceConfig::default()).unwrap();
+        assert_eq!(
+            toml::from_str::<SourceConfig>(&defaults).unwrap(),
+            SourceConfig::default()
+        );
     }
 
     #[test]

@@ -67,6 +67,53 @@ pub enum WalError {
     #[error("inconsistent replication stream: {0}")]
     Stream(String),
 
+    /// No session with Postgres: the server could not be reached, the TLS handshake or the login failed.
+    /// Retriable only when the server may come back by itself ([`ConnectFailure::is_transient`]).
+    #[error("cannot connect to Postgres at {server} as user {user:?}: {detail}. Fix: {fix}")]
+    Connect {
+        /// `host:port` from `pg_url`.
+        server: String,
+        /// The user from `pg_url`.
+        user: String,
+        /// What failed.
+        failure: ConnectFailure,
+        /// The driver's or the server's message.
+        detail: String,
+        /// What to check or change.
+        fix: String,
+    },
+
+    /// `slot create` found the slot already there (fatal: its position is kept, never replaced).
+    #[error(
+        "replication slot {slot} already exists: `outboxd slot status` shows its position; outboxd uses it \
+         as is. Drop it first (`outboxd slot drop`) only if its position may be lost"
+    )]
+    SlotExists {
+        /// The slot name.
+        slot: String,
+    },
+
+    /// `slot drop` (or status) found no such slot (fatal).
+    #[error("replication slot {slot} does not exist (on this server): check source.slot")]
+    SlotMissing {
+        /// The slot name.
+        slot: String,
+    },
+
+    /// `slot drop` refused: a process streams from the slot (fatal: a slot in use is never dropped).
+    #[error(
+        "replication slot {slot} is in use by pid {pid}{client}: refusing to drop a slot that is streaming. \
+         Stop that outboxd first (or end the session with SELECT pg_terminate_backend({pid});), then drop"
+    )]
+    SlotInUse {
+        /// The slot name.
+        slot: String,
+        /// The walsender holding it.
+        pid: i32,
+        /// Where that walsender's client connects from, as ", client 10.0.0.5 (application_name outboxd)".
+        client: String,
+    },
+
     /// A query on the setup connection failed; retriable when the connection was lost.
     #[error("{context}: {source}")]
     Postgres {
@@ -105,6 +152,8 @@ impl WalError {
                 other => other.is_transient(),
             },
             WalError::Disconnected(_) => true,
+            WalError::Connect { failure, .. } => failure.is_transient(),
+            WalError::SlotExists { .. } | WalError::SlotMissing { .. } | WalError::SlotInUse { .. } => false,
             WalError::Config(_)
             | WalError::MissingColumn { .. }
             | WalError::WalLevel { .. }
@@ -118,6 +167,31 @@ impl WalError {
     pub(crate) fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> WalError {
         let context = context.into();
         move |source| WalError::Postgres { context, source }
+    }
+}
+
+/// Why a connection to Postgres failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// Refused, timed out, name not resolved, or not a Postgres server at that address.
+    Unreachable,
+    /// The TLS handshake failed: the server has no TLS, or its certificate was not accepted.
+    Tls,
+    /// The login was refused: wrong password, unknown role, or no `pg_hba.conf` entry.
+    Authentication,
+    /// The server refused the session for another reason, with this SQLSTATE (missing database, too many
+    /// connections, starting up).
+    Rejected(String),
+}
+
+impl ConnectFailure {
+    /// True when trying again later may succeed without a change.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ConnectFailure::Unreachable => true,
+            ConnectFailure::Tls | ConnectFailure::Authentication => false,
+            ConnectFailure::Rejected(code) => sqlstate_is_transient(code),
+        }
     }
 }
 
@@ -163,6 +237,29 @@ mod tests {
         }
         .is_retriable());
         assert!(!WalError::Stream("x".into()).is_retriable());
+        let connect = |failure| WalError::Connect {
+            server: "db:5432".into(),
+            user: "app".into(),
+            failure,
+            detail: "d".into(),
+            fix: "f".into(),
+        };
+        assert!(connect(ConnectFailure::Unreachable).is_retriable());
+        assert!(connect(ConnectFailure::Rejected("57P03".into())).is_retriable());
+        assert!(!connect(ConnectFailure::Rejected("3D000".into())).is_retriable());
+        assert!(!connect(ConnectFailure::Authentication).is_retriable());
+        assert!(!connect(ConnectFailure::Tls).is_retriable());
+        let text = connect(ConnectFailure::Tls).to_string();
+        assert!(
+            text.contains("db:5432") && text.contains("\"app\"") && text.contains("Fix: f"),
+            "{text}"
+        );
+        let in_use = WalError::SlotInUse {
+            slot: "s".into(),
+            pid: 7,
+            client: String::new(),
+        };
+        assert!(!in_use.is_retriable() && in_use.to_string().contains("pid 7"));
         let busy = WalError::SlotBusy {
             slot: "s".into(),
             pid: 42,

@@ -23,11 +23,17 @@
 //! - A malformed stream or a configuration that does not match the database is a fatal [`WalError`]; a lost
 //!   connection is retriable ([`WalError::is_retriable`]). Nothing panics on bad input.
 //!
-//! Limits: the set-up connection does not speak TLS yet (`sslmode=require` is refused with a hint); names of
-//! the table, slot and publication are plain (unquoted) identifiers.
+//! Both connections speak TLS as libpq's `sslmode` in `pg_url` says (see [`SslMode`], [`TlsSettings`]).
+//! [`admin`] holds what the `outboxd check` and `outboxd slot ...` commands need: preflight checks, slot
+//! status, creation and dropping.
+//!
+//! Limits: names of the table, slot and publication are plain (unquoted) identifiers; no client certificates.
 
+pub mod admin;
 mod assembler;
 mod config;
+mod connect;
+mod conninfo;
 mod error;
 pub mod mapping;
 pub mod message;
@@ -36,11 +42,13 @@ mod progress;
 mod reader;
 mod setup;
 mod source;
+mod tls;
 
 pub use assembler::{Assembler, AssemblerConfig, Input};
 pub use config::{OutboxMode, SlotBusy, SourceConfig};
-pub use error::WalError;
+pub use error::{ConnectFailure, WalError};
 pub use mapping::{ColumnMapping, Preset, ResolvedMapping};
 pub use progress::{Positions, Progress, Stats};
 pub use setup::slot_confirmed_flush_lsn;
 pub use source::{install_crypto_provider, Source, SourceHandle};
+pub use tls::{SslMode, TlsSettings};

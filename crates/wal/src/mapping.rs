@@ -7,13 +7,13 @@
 use crate::pgoutput::{ColumnValue, TupleData};
 use crate::WalError;
 use outboxd_core::{Lsn, OutboxEvent};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Type OID of `bytea`: its text form is `\x<hex>`, decoded to bytes for the payload.
 pub const BYTEA_OID: u32 = 17;
 
 /// A starting layout for [`ColumnMapping`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Preset {
     /// outboxd's own table (`config/outbox.sql`): `id, aggregate_type, aggregate_id, event_type, payload`,
@@ -27,7 +27,7 @@ pub enum Preset {
 
 /// The table-to-event column mapping: a preset, with per-field overrides. A column named by an override must
 /// exist; a preset's optional columns are used when the table has them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ColumnMapping {
     /// The layout to start from.

@@ -2,31 +2,11 @@
 //! the outbox table's columns, the publication, the slot and who holds it.
 
 use crate::config::{OutboxMode, SlotBusy, SourceConfig};
+use crate::connect::PgTarget;
 use crate::WalError;
 use outboxd_core::Lsn;
 use std::time::{Duration, Instant};
-use tokio_postgres::{Client, NoTls};
-
-/// Connects without TLS (see the crate docs) and drives the connection on a task of its own.
-pub(crate) async fn connect(config: &tokio_postgres::Config) -> Result<Client, WalError> {
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(WalError::Config(
-            "pg_url asks for sslmode=require, but the WAL source does not support TLS yet: connect over a \
-             trusted network or a local TLS proxy, with sslmode=disable or prefer"
-                .into(),
-        ));
-    }
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(WalError::pg("connecting to Postgres"))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "set-up connection ended");
-        }
-    });
-    Ok(client)
-}
+use tokio_postgres::Client;
 
 /// Server version >= 14 and `wal_level = logical`.
 pub(crate) async fn check_server(client: &Client) -> Result<(), WalError> {
@@ -51,6 +31,37 @@ pub(crate) async fn check_server(client: &Client) -> Result<(), WalError> {
 /// The outbox table exists and has every column the mapping needs.
 pub(crate) async fn check_table(client: &Client, config: &SourceConfig) -> Result<(), WalError> {
     let (schema, name) = config.table_name()?;
+    let columns = table_columns(client, &schema, &name).await?;
+    if columns.is_empty() {
+        return Err(WalError::Config(format!(
+            "outbox table {schema}.{name} does not exist in this database: create it (see config/outbox.sql) \
+             or set table = \"schema.table\""
+        )));
+    }
+    resolve_mapping(config, &schema, &name, &columns)
+}
+
+/// Resolves the configured mapping against the table's columns (fails naming a missing column).
+pub(crate) fn resolve_mapping(
+    config: &SourceConfig,
+    schema: &str,
+    name: &str,
+    columns: &[(String, u32)],
+) -> Result<(), WalError> {
+    let columns: Vec<(&str, u32)> = columns.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    config
+        .columns
+        .resolve(&format!("{schema}.{name}"), &columns)
+        .map(|_| ())
+}
+
+/// The table's columns (name, type OID) in attribute order, as pgoutput sends them; empty when the table
+/// does not exist.
+pub(crate) async fn table_columns(
+    client: &Client,
+    schema: &str,
+    name: &str,
+) -> Result<Vec<(String, u32)>, WalError> {
     let rows = client
         .query(
             "SELECT a.attname::text, a.atttypid FROM pg_attribute a \
@@ -61,21 +72,10 @@ pub(crate) async fn check_table(client: &Client, config: &SourceConfig) -> Resul
         )
         .await
         .map_err(WalError::pg("reading the outbox table's columns"))?;
-    if rows.is_empty() {
-        return Err(WalError::Config(format!(
-            "outbox table {schema}.{name} does not exist in this database: create it (see config/outbox.sql) \
-             or set table = \"schema.table\""
-        )));
-    }
-    let columns: Vec<(String, u32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let columns: Vec<(&str, u32)> = columns.iter().map(|(n, t)| (n.as_str(), *t)).collect();
-    config
-        .columns
-        .resolve(&format!("{schema}.{name}"), &columns)
-        .map(|_| ())
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-fn quote_ident(s: &str) -> String {
+pub(crate) fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
@@ -85,8 +85,31 @@ fn is_duplicate(e: &tokio_postgres::Error) -> bool {
     e.code().is_some_and(|c| c.code() == DUPLICATE_OBJECT)
 }
 
+/// The statement that creates the publication as outboxd wants it: the outbox table only (no table in
+/// logical-message mode), inserts only.
+pub(crate) fn create_publication_sql(config: &SourceConfig) -> Result<String, WalError> {
+    let target = match config.mode {
+        OutboxMode::Table => {
+            let (schema, name) = config.table_name()?;
+            format!(" FOR TABLE {}.{}", quote_ident(&schema), quote_ident(&name))
+        }
+        OutboxMode::LogicalMessage { .. } => String::new(),
+    };
+    // publish_via_partition_root: a partitioned outbox's inserts then carry the table's own name (it changes
+    // nothing for a plain table).
+    let options = match config.mode {
+        OutboxMode::Table => "publish = 'insert', publish_via_partition_root = true",
+        OutboxMode::LogicalMessage { .. } => "publish = 'insert'",
+    };
+    Ok(format!(
+        "CREATE PUBLICATION {}{target} WITH ({options})",
+        quote_ident(&config.publication)
+    ))
+}
+
 /// The publication exists (created when allowed), publishes inserts and, in table mode, the outbox table.
-pub(crate) async fn ensure_publication(client: &Client, config: &SourceConfig) -> Result<(), WalError> {
+/// Returns true when this call created it.
+pub(crate) async fn ensure_publication(client: &Client, config: &SourceConfig) -> Result<bool, WalError> {
     let publication = &config.publication;
     let (schema, name) = config.table_name()?;
     let table_mode = matches!(config.mode, OutboxMode::Table);
@@ -97,20 +120,15 @@ pub(crate) async fn ensure_publication(client: &Client, config: &SourceConfig) -
         )
         .await
         .map_err(WalError::pg("looking up the publication"))?;
+    let mut created = false;
     let publishes_inserts: bool = match exists {
         Some(row) => row.get(0),
         None if config.create_publication => {
-            let target = if table_mode {
-                format!(" FOR TABLE {}.{}", quote_ident(&schema), quote_ident(&name))
-            } else {
-                String::new()
-            };
-            let sql = format!(
-                "CREATE PUBLICATION {}{target} WITH (publish = 'insert')",
-                quote_ident(publication)
-            );
-            match client.batch_execute(&sql).await {
-                Ok(()) => tracing::info!(%publication, "created publication"),
+            match client.batch_execute(&create_publication_sql(config)?).await {
+                Ok(()) => {
+                    tracing::info!(%publication, "created publication");
+                    created = true;
+                }
                 Err(e) if is_duplicate(&e) => {} // another instance created it meanwhile
                 Err(e) => return Err(WalError::pg(format!("creating publication {publication}"))(e)),
             }
@@ -143,18 +161,18 @@ pub(crate) async fn ensure_publication(client: &Client, config: &SourceConfig) -
             )));
         }
     }
-    Ok(())
+    Ok(created)
 }
 
 /// What `pg_replication_slots` says about the slot.
-struct SlotRow {
-    plugin: Option<String>,
-    database: Option<String>,
-    active_pid: Option<i32>,
-    confirmed_flush: Option<String>,
+pub(crate) struct SlotRow {
+    pub(crate) plugin: Option<String>,
+    pub(crate) database: Option<String>,
+    pub(crate) active_pid: Option<i32>,
+    pub(crate) confirmed_flush: Option<String>,
 }
 
-async fn slot_row(client: &Client, slot: &str) -> Result<Option<SlotRow>, WalError> {
+pub(crate) async fn slot_row(client: &Client, slot: &str) -> Result<Option<SlotRow>, WalError> {
     let row = client
         .query_opt(
             "SELECT plugin::text, database::text, active_pid, confirmed_flush_lsn::text \
@@ -171,20 +189,39 @@ async fn slot_row(client: &Client, slot: &str) -> Result<Option<SlotRow>, WalErr
     }))
 }
 
-fn parse_lsn(text: Option<String>) -> Result<Option<Lsn>, WalError> {
+pub(crate) fn parse_lsn(text: Option<String>) -> Result<Option<Lsn>, WalError> {
     text.map(|t| t.parse::<Lsn>().map_err(|e| WalError::Stream(e.to_string())))
         .transpose()
 }
 
 /// The slot's `confirmed_flush_lsn`, or `None` when the slot does not exist.
 pub async fn slot_confirmed_flush_lsn(pg_url: &str, slot: &str) -> Result<Option<Lsn>, WalError> {
-    let pg = pg_url
-        .parse()
-        .map_err(|e| WalError::Config(format!("pg_url is not a valid Postgres URL or conninfo: {e}")))?;
-    let client = connect(&pg).await?;
+    let config = SourceConfig {
+        pg_url: pg_url.to_string(),
+        ..SourceConfig::default()
+    };
+    let client = PgTarget::new(&config)?.connect().await?;
     match slot_row(&client, slot).await? {
         Some(row) => parse_lsn(row.confirmed_flush),
         None => Ok(None),
+    }
+}
+
+/// Creates a pgoutput slot; returns its consistent point, or `None` when it exists already.
+pub(crate) async fn create_slot(client: &Client, slot: &str) -> Result<Option<Lsn>, WalError> {
+    let created = client
+        .query_one(
+            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&slot],
+        )
+        .await;
+    match created {
+        Ok(row) => {
+            tracing::info!(%slot, "created replication slot");
+            parse_lsn(row.get(0))
+        }
+        Err(e) if is_duplicate(&e) => Ok(None),
+        Err(e) => Err(WalError::pg(format!("creating replication slot {slot}"))(e)),
     }
 }
 
@@ -194,17 +231,7 @@ pub(crate) async fn ensure_slot(client: &Client, config: &SourceConfig) -> Resul
     let row = match slot_row(client, slot).await? {
         Some(row) => row,
         None if config.create_slot => {
-            let created = client
-                .execute(
-                    "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
-                    &[slot],
-                )
-                .await;
-            match created {
-                Ok(_) => tracing::info!(%slot, "created replication slot"),
-                Err(e) if is_duplicate(&e) => {}
-                Err(e) => return Err(WalError::pg(format!("creating replication slot {slot}"))(e)),
-            }
+            create_slot(client, slot).await?;
             slot_row(client, slot)
                 .await?
                 .ok_or_else(|| WalError::Config(format!("slot {slot} vanished")))?
@@ -271,10 +298,10 @@ pub(crate) async fn wait_until_slot_free(
 }
 
 /// ", client 10.0.0.5 (app outboxd)" for the slot holder's pid, when Postgres knows it.
-async fn holder(client: &Client, pid: i32) -> String {
+pub(crate) async fn holder(client: &Client, pid: i32) -> String {
     let row = client
         .query_opt(
-            "SELECT client_addr::text, application_name FROM pg_stat_activity WHERE pid = $1",
+            "SELECT host(client_addr), application_name FROM pg_stat_activity WHERE pid = $1",
             &[&pid],
         )
         .await

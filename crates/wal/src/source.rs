@@ -3,6 +3,7 @@
 
 use crate::assembler::{Assembler, AssemblerConfig};
 use crate::config::{OutboxMode, SourceConfig};
+use crate::connect::PgTarget;
 use crate::error::sqlstate_of;
 use crate::progress::{Counters, Progress};
 use crate::reader::Reader;
@@ -39,7 +40,7 @@ impl Source {
     ) -> Result<(SourceHandle, mpsc::Receiver<TxEvent>), WalError> {
         config.validate()?;
         install_crypto_provider();
-        let client = setup::connect(&config.pg_config()?).await?;
+        let client = PgTarget::new(&config)?.connect().await?;
         setup::check_server(&client).await?;
         if config.mode == OutboxMode::Table {
             setup::check_table(&client, &config).await?;
@@ -106,7 +107,7 @@ impl Source {
 }
 
 fn replication_config(config: &SourceConfig, start: Lsn) -> Result<ReplicationConfig, WalError> {
-    use tokio_postgres::config::{Host, SslMode};
+    use tokio_postgres::config::Host;
     let pg = config.pg_config()?;
     let host = match pg.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
@@ -118,13 +119,7 @@ fn replication_config(config: &SourceConfig, start: Lsn) -> Result<ReplicationCo
         .ok_or_else(|| WalError::Config("pg_url names no user".into()))?;
     let password = String::from_utf8_lossy(pg.get_password().unwrap_or_default()).into_owned();
     let database = pg.get_dbname().unwrap_or(user);
-    let tls = match pg.get_ssl_mode() {
-        SslMode::Disable => pgwire_replication::TlsConfig::disabled(),
-        _ => pgwire_replication::TlsConfig {
-            mode: pgwire_replication::SslMode::Prefer,
-            ..Default::default()
-        },
-    };
+    let tls = config.tls_settings()?.for_replication(&host);
     let options = match pg.get_options() {
         Some(user_options) => format!("{SESSION_OPTIONS} {user_options}"),
         None => SESSION_OPTIONS.to_string(),

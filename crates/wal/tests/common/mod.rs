@@ -1,7 +1,11 @@
 //! Helpers for the WAL source's integration tests: a fresh database with the outbox table, a source config
-//! with short intervals, and collecting whole transactions from the channel with a deadline.
+//! with short intervals, and collecting whole transactions from the channel with a deadline; a throwaway
+//! cluster of its own ([`cluster`]) for server settings the shared one must not change.
 
 #![allow(dead_code)]
+
+pub mod checks;
+pub mod cluster;
 
 use outboxd_core::{Commit, Lsn, OutboxEvent, TxBegin, TxEvent};
 use outboxd_testkit::{unique_name, wait_until, Services, TestDb};
