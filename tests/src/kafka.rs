@@ -118,13 +118,18 @@ pub fn drain(bootstrap: &str, topic: &str, isolation: Isolation, timeout: Durati
         .iter()
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
-    assert!(!partitions.is_empty(), "topic {topic} has no partitions (does it exist?)");
+    assert!(
+        !partitions.is_empty(),
+        "topic {topic} has no partitions (does it exist?)"
+    );
     let mut tpl = TopicPartitionList::new();
     for p in &partitions {
         tpl.add_partition_offset(topic, *p, Offset::Beginning)
             .unwrap_or_else(|e| panic!("assign {topic}/{p}: {e}"));
     }
-    consumer.assign(&tpl).unwrap_or_else(|e| panic!("assign {topic}: {e}"));
+    consumer
+        .assign(&tpl)
+        .unwrap_or_else(|e| panic!("assign {topic}: {e}"));
     let mut ends = std::collections::BTreeMap::new();
     for p in &partitions {
         let (_, high) = consumer
@@ -135,8 +140,11 @@ pub fn drain(bootstrap: &str, topic: &str, isolation: Isolation, timeout: Durati
     let deadline = Instant::now() + timeout;
     // A partition is read to its end when the consumer's position reaches the high watermark taken before
     // reading (the broker emits no partition-EOF event past control records, so the position is the signal).
-    let mut at_end: std::collections::BTreeSet<i32> =
-        ends.iter().filter(|(_, high)| **high <= 0).map(|(p, _)| *p).collect();
+    let mut at_end: std::collections::BTreeSet<i32> = ends
+        .iter()
+        .filter(|(_, high)| **high <= 0)
+        .map(|(p, _)| *p)
+        .collect();
     let mut records = Vec::new();
     while at_end.len() < partitions.len() {
         assert!(

@@ -75,7 +75,10 @@ where
         if let Some(v) = condition().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(interval).await;
         interval = (interval * 2).min(Duration::from_millis(200));
     }

@@ -18,9 +18,9 @@ pub struct TestDb {
 
 /// Connects, spawning the connection task; panics with the address when Postgres does not answer.
 pub async fn connect(url: &str) -> Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to Postgres at {url}: {e}. Is `scripts/services up` running?"));
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap_or_else(|e| {
+        panic!("cannot connect to Postgres at {url}: {e}. Is `scripts/services up` running?")
+    });
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -48,14 +48,22 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
         let url = with_database(&services.pg_url, &name);
         let client = connect(&url).await;
-        TestDb { name, url, client, admin_url: services.pg_url.clone() }
+        TestDb {
+            name,
+            url,
+            client,
+            admin_url: services.pg_url.clone(),
+        }
     }
 
     /// Creates a pgoutput logical replication slot with a fresh name and returns the name.
     pub async fn create_slot(&self) -> String {
         let slot = unique_name("slot");
         self.client
-            .execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", &[&slot])
+            .execute(
+                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&slot],
+            )
             .await
             .unwrap_or_else(|e| panic!("creating slot {slot}: {e}"));
         slot
@@ -89,7 +97,9 @@ async fn drop_database(admin_url: &str, name: &str) -> Result<(), tokio_postgres
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
     drop(admin);
     let _ = task.await;
     Ok(())
@@ -104,7 +114,10 @@ impl Drop for TestDb {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         // Drop runs inside a runtime; do the async clean-up on a thread of its own.
         let joined = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(drop_database(&admin_url, &name)).err()
         })
         .join();

@@ -14,7 +14,10 @@ async fn postgres_is_logical_and_creates_a_pgoutput_slot() {
     let slot = db.create_slot().await;
     let row = db
         .client
-        .query_one("SELECT plugin, database FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+        .query_one(
+            "SELECT plugin, database FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "pgoutput");
@@ -34,7 +37,10 @@ async fn aborted_transaction_is_invisible_to_read_committed() {
     for (value, commit) in [("committed-1", true), ("aborted", false), ("committed-2", true)] {
         producer.begin_transaction().unwrap();
         producer
-            .send(FutureRecord::to(&topic).key("k").payload(value), Duration::from_secs(10))
+            .send(
+                FutureRecord::to(&topic).key("k").payload(value),
+                Duration::from_secs(10),
+            )
             .await
             .unwrap_or_else(|(e, _)| panic!("producing {value}: {e}"));
         if commit {
@@ -50,7 +56,10 @@ async fn aborted_transaction_is_invisible_to_read_committed() {
             .map(|r| String::from_utf8(r.value.unwrap()).unwrap())
             .collect()
     };
-    assert_eq!(values(Isolation::ReadUncommitted), ["committed-1", "aborted", "committed-2"]);
+    assert_eq!(
+        values(Isolation::ReadUncommitted),
+        ["committed-1", "aborted", "committed-2"]
+    );
     assert_eq!(values(Isolation::ReadCommitted), ["committed-1", "committed-2"]);
 }
 
@@ -69,13 +78,19 @@ async fn registry_registers_a_schema_and_refuses_an_incompatible_one() {
             .send()
     };
 
-    let res = post(v1).await.unwrap_or_else(|e| panic!("registry at {base}: {e}"));
+    let res = post(v1)
+        .await
+        .unwrap_or_else(|e| panic!("registry at {base}: {e}"));
     assert_eq!(res.status(), 200, "registering v1");
     let body: serde_json::Value = res.json().await.unwrap();
     assert!(body["id"].as_i64().is_some_and(|id| id > 0), "an id in {body}");
 
     let res = post(incompatible).await.unwrap();
-    assert_eq!(res.status(), 409, "an int -> string change is incompatible under BACKWARD");
+    assert_eq!(
+        res.status(),
+        409,
+        "an int -> string change is incompatible under BACKWARD"
+    );
     let versions: Vec<i64> = http
         .get(format!("{base}/subjects/{subject}/versions"))
         .send()

@@ -50,6 +50,7 @@ pub(crate) struct Closed {
 
 impl Batch {
     /// True while a Kafka transaction is open.
+    #[cfg(test)]
     pub fn kafka_open(&self) -> bool {
         self.started.is_some()
     }
@@ -67,7 +68,9 @@ impl Batch {
     /// Starts a Postgres transaction. Returns true when a Kafka transaction must be begun first.
     pub fn begin_pg(&mut self, begin: TxBegin, now: Instant) -> Result<bool, SinkError> {
         if self.pg_open.is_some() {
-            return Err(SinkError::Misuse("Begin while a Postgres transaction is still open"));
+            return Err(SinkError::Misuse(
+                "Begin while a Postgres transaction is still open",
+            ));
         }
         self.pg_open = Some(begin);
         let must_begin = self.started.is_none();
@@ -134,9 +137,14 @@ impl Batch {
     /// Closes a committable batch, resetting the bookkeeping.
     pub fn close(&mut self) -> Result<Closed, SinkError> {
         if !self.committable() {
-            return Err(SinkError::Misuse("commit requested while no complete Postgres transaction is held"));
+            return Err(SinkError::Misuse(
+                "commit requested while no complete Postgres transaction is held",
+            ));
         }
-        let last_commit = self.last_commit.take().ok_or(SinkError::Misuse("no last commit"))?;
+        let last_commit = self
+            .last_commit
+            .take()
+            .ok_or(SinkError::Misuse("no last commit"))?;
         let counts = std::mem::take(&mut self.counts);
         *self = Batch::default();
         Ok(Closed { last_commit, counts })
@@ -154,28 +162,48 @@ mod tests {
     use outboxd_core::Lsn;
 
     fn begin(xid: u32) -> TxBegin {
-        TxBegin { xid, final_lsn: Lsn(u64::from(xid) * 100), commit_time_us: 0 }
+        TxBegin {
+            xid,
+            final_lsn: Lsn(u64::from(xid) * 100),
+            commit_time_us: 0,
+        }
     }
 
     fn commit(xid: u32) -> Commit {
         let lsn = u64::from(xid) * 100;
-        Commit { xid, commit_lsn: Lsn(lsn), end_lsn: Lsn(lsn + 8), commit_time_us: 0, events: 0 }
+        Commit {
+            xid,
+            commit_lsn: Lsn(lsn),
+            end_lsn: Lsn(lsn + 8),
+            commit_time_us: 0,
+            events: 0,
+        }
     }
 
     fn config() -> BatchConfig {
-        BatchConfig { max_events: 3, max_bytes: 1000, linger_ms: 50 }
+        BatchConfig {
+            max_events: 3,
+            max_bytes: 1000,
+            linger_ms: 50,
+        }
     }
 
     #[test]
     fn a_postgres_transaction_is_never_split() {
         let t0 = Instant::now();
         let mut b = Batch::default();
-        assert!(b.begin_pg(begin(1), t0).unwrap(), "first Begin opens the Kafka transaction");
+        assert!(
+            b.begin_pg(begin(1), t0).unwrap(),
+            "first Begin opens the Kafka transaction"
+        );
         for _ in 0..10 {
             b.add_event(10).unwrap();
         }
         let late = t0 + Duration::from_secs(10);
-        assert!(!b.due(&config(), late), "over every limit, but the Postgres transaction is open");
+        assert!(
+            !b.due(&config(), late),
+            "over every limit, but the Postgres transaction is open"
+        );
         assert!(b.deadline(&config()).is_none());
         assert!(b.close().is_err());
         b.end_pg(commit(1)).unwrap();
@@ -195,7 +223,10 @@ mod tests {
         b.end_pg(commit(1)).unwrap();
         assert!(!b.due(&config(), t0), "below every limit");
         assert_eq!(b.deadline(&config()), Some(t0 + Duration::from_millis(50)));
-        assert!(!b.begin_pg(begin(2), t0).unwrap(), "the Kafka transaction stays open");
+        assert!(
+            !b.begin_pg(begin(2), t0).unwrap(),
+            "the Kafka transaction stays open"
+        );
         b.add_dead_letter("too_large", 500).unwrap();
         b.add_event(600).unwrap();
         b.end_pg(commit(2)).unwrap();
@@ -216,7 +247,10 @@ mod tests {
         b.begin_pg(begin(1), t0).unwrap();
         b.end_pg(commit(1)).unwrap();
         assert!(!b.due(&config(), t0 + Duration::from_millis(49)));
-        assert!(b.due(&config(), t0 + Duration::from_millis(50)), "empty transactions still checkpoint");
+        assert!(
+            b.due(&config(), t0 + Duration::from_millis(50)),
+            "empty transactions still checkpoint"
+        );
         b.begin_pg(begin(2), t0).unwrap();
         for _ in 0..3 {
             b.add_event(1).unwrap();

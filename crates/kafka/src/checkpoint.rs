@@ -6,6 +6,7 @@
 //! of ours committed after it. Call it only after `init_transactions`, so that no zombie of ours can commit
 //! after the read.
 
+use crate::producer::QuietContext;
 use crate::SinkError;
 use outboxd_core::Lsn;
 use rdkafka::config::ClientConfig;
@@ -75,7 +76,7 @@ pub(crate) struct ReadRequest {
     pub timeout: Duration,
 }
 
-fn consumer(client: &ClientConfig, isolation: &str) -> Result<BaseConsumer, KafkaError> {
+fn consumer(client: &ClientConfig, isolation: &str) -> Result<BaseConsumer<QuietContext>, KafkaError> {
     let mut c = client.clone();
     c.set("group.id", "outboxd-checkpoint-reader")
         .set("isolation.level", isolation)
@@ -83,13 +84,16 @@ fn consumer(client: &ClientConfig, isolation: &str) -> Result<BaseConsumer, Kafk
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest");
-    c.create()
+    c.create_with_context(QuietContext)
 }
 
 /// Reads the latest checkpoint of one pipeline (blocking: run it on a blocking thread). Broker trouble is
 /// [`SinkError::Unavailable`] (restart and try again); a bad record halts.
 pub(crate) fn read_latest(req: &ReadRequest) -> Result<Option<Checkpoint>, SinkError> {
-    let unavailable = |source| SinkError::Unavailable { op: "reading the checkpoint", source };
+    let unavailable = |source| SinkError::Unavailable {
+        op: "reading the checkpoint",
+        source,
+    };
     let (latest, partitions) = read_raw(req).map_err(unavailable)?;
     if partitions == 0 {
         return Err(SinkError::Config(format!(
@@ -120,12 +124,19 @@ type RawLatest = (Option<(i32, i64, Option<Vec<u8>>)>, usize);
 
 fn read_raw(req: &ReadRequest) -> Result<RawLatest, KafkaError> {
     let deadline = Instant::now() + req.timeout;
-    let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
     let uncommitted = consumer(&req.client, "read_uncommitted")?;
     let committed = consumer(&req.client, "read_committed")?;
     let metadata = uncommitted.fetch_metadata(Some(&req.topic), left())?;
-    let partitions: Vec<i32> =
-        metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
     if partitions.is_empty() {
         return Ok((None, 0));
     }
@@ -144,7 +155,9 @@ fn read_raw(req: &ReadRequest) -> Result<RawLatest, KafkaError> {
                 break;
             }
             if Instant::now() >= deadline {
-                return Err(KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::OperationTimedOut));
+                return Err(KafkaError::MetadataFetch(
+                    rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -157,11 +170,15 @@ fn read_raw(req: &ReadRequest) -> Result<RawLatest, KafkaError> {
         tpl.add_partition_offset(&req.topic, p, Offset::Beginning)?;
     }
     committed.assign(&tpl)?;
+    // The end is reached when the position passes the high watermark seen above (EOF events alone are not
+    // enough: some brokers answer an empty fetch in a way librdkafka refuses, and never signal EOF).
     let mut at_end = BTreeSet::new();
     let mut latest: Option<(i32, i64, Option<Vec<u8>>)> = None;
     while at_end.len() < ends.len() {
         if Instant::now() >= deadline {
-            return Err(KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::OperationTimedOut));
+            return Err(KafkaError::MessageConsumption(
+                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+            ));
         }
         match committed.poll(Duration::from_millis(100)) {
             None => {}
@@ -169,10 +186,15 @@ fn read_raw(req: &ReadRequest) -> Result<RawLatest, KafkaError> {
                 at_end.insert(p);
             }
             Some(Err(e)) => return Err(e),
-            Some(Ok(m)) => {
-                at_end.remove(&m.partition());
-                if m.key() == Some(req.pipeline_id.as_bytes()) {
-                    latest = Some((m.partition(), m.offset(), m.payload().map(<[u8]>::to_vec)));
+            Some(Ok(m)) if m.key() == Some(req.pipeline_id.as_bytes()) => {
+                latest = Some((m.partition(), m.offset(), m.payload().map(<[u8]>::to_vec)));
+            }
+            Some(Ok(_)) => {}
+        }
+        for e in committed.position()?.elements() {
+            if let Offset::Offset(pos) = e.offset() {
+                if ends.get(&e.partition()).is_some_and(|&end| pos >= end) {
+                    at_end.insert(e.partition());
                 }
             }
         }
@@ -203,7 +225,10 @@ mod tests {
     #[test]
     fn bad_records_are_errors() {
         assert!(Checkpoint::from_json(b"{}").is_err());
-        let bad_lsn = br#"{"pipeline_id":"p","commit_lsn":"x","end_lsn":"0/1","events":0,"txns":0,"time":""}"#;
-        assert!(Checkpoint::from_json(bad_lsn).unwrap_err().contains("invalid LSN"));
+        let bad_lsn =
+            br#"{"pipeline_id":"p","commit_lsn":"x","end_lsn":"0/1","events":0,"txns":0,"time":""}"#;
+        assert!(Checkpoint::from_json(bad_lsn)
+            .unwrap_err()
+            .contains("invalid LSN"));
     }
 }

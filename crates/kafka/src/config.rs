@@ -92,7 +92,11 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_events: 10_000, max_bytes: 16 * 1024 * 1024, linger_ms: 100 }
+        BatchConfig {
+            max_events: 10_000,
+            max_bytes: 16 * 1024 * 1024,
+            linger_ms: 100,
+        }
     }
 }
 
@@ -161,8 +165,13 @@ impl Default for TopicsConfig {
 }
 
 /// Settings exactly-once depends on: set by outboxd, refused in the passthrough map.
-pub(crate) const PINNED_SETTINGS: &[&str] =
-    &["transactional.id", "enable.idempotence", "acks", "request.required.acks", "isolation.level"];
+pub(crate) const PINNED_SETTINGS: &[&str] = &[
+    "transactional.id",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "isolation.level",
+];
 
 impl SinkConfig {
     /// Checks what can be checked without a broker; the message says how to fix it.
@@ -170,7 +179,11 @@ impl SinkConfig {
         if self.bootstrap_servers.trim().is_empty() {
             return Err("kafka.bootstrap_servers is empty: set it to host:port of a broker".into());
         }
-        if let Some(key) = self.librdkafka.keys().find(|k| PINNED_SETTINGS.contains(&k.as_str())) {
+        if let Some(key) = self
+            .librdkafka
+            .keys()
+            .find(|k| PINNED_SETTINGS.contains(&k.as_str()))
+        {
             return Err(format!(
                 "kafka.librdkafka.{key} cannot be overridden: exactly-once delivery depends on outboxd's value"
             ));

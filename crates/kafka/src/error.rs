@@ -145,17 +145,32 @@ pub(crate) struct Failure<'a> {
 impl Failure<'_> {
     /// Maps a librdkafka error onto the state machine: fenced/fatal halt, abortable restarts, retriable retries.
     pub(crate) fn classify(self, err: KafkaError) -> Reaction {
-        let Failure { op, transactional_id, fatal } = self;
-        let fenced = |detail: String| SinkError::Fenced { op, transactional_id: transactional_id.to_string(), detail };
+        let Failure {
+            op,
+            transactional_id,
+            fatal,
+        } = self;
+        let fenced = |detail: String| SinkError::Fenced {
+            op,
+            transactional_id: transactional_id.to_string(),
+            detail,
+        };
         if let Some((code, detail)) = fatal {
-            return Reaction::Fail(if is_fencing_code(code) { fenced(detail) } else { SinkError::Fatal { op, detail } });
+            return Reaction::Fail(if is_fencing_code(code) {
+                fenced(detail)
+            } else {
+                SinkError::Fatal { op, detail }
+            });
         }
         match &err {
             KafkaError::Transaction(rd) => {
                 if is_fencing_code(rd.code()) {
                     Reaction::Fail(fenced(rd.string()))
                 } else if rd.is_fatal() {
-                    Reaction::Fail(SinkError::Fatal { op, detail: rd.string() })
+                    Reaction::Fail(SinkError::Fatal {
+                        op,
+                        detail: rd.string(),
+                    })
                 } else if rd.txn_requires_abort() {
                     Reaction::Fail(SinkError::Aborted { op, source: err })
                 } else if rd.is_retriable() {
@@ -168,7 +183,9 @@ impl Failure<'_> {
             }
             other => match other.rdkafka_error_code() {
                 Some(code) if is_fencing_code(code) => Reaction::Fail(fenced(other.to_string())),
-                Some(RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::RequestTimedOut) => Reaction::Retry(err),
+                Some(RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::RequestTimedOut) => {
+                    Reaction::Retry(err)
+                }
                 Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown) => {
                     Reaction::Retry(err)
                 }
@@ -183,24 +200,36 @@ mod tests {
     use super::*;
 
     fn failure(fatal: Option<(RDKafkaErrorCode, String)>) -> Failure<'static> {
-        Failure { op: "commit", transactional_id: "outboxd-slot", fatal }
+        Failure {
+            op: "commit",
+            transactional_id: "outboxd-slot",
+            fatal,
+        }
     }
 
     #[test]
     fn fatal_fencing_halts_with_a_takeover_message() {
         let r = failure(Some((RDKafkaErrorCode::ProducerFenced, "epoch bumped".into())))
             .classify(KafkaError::MessageProduction(RDKafkaErrorCode::ProducerFenced));
-        let Reaction::Fail(err) = r else { panic!("fencing must not be retried") };
+        let Reaction::Fail(err) = r else {
+            panic!("fencing must not be retried")
+        };
         assert!(err.is_fenced());
         assert!(!err.is_restartable());
         let msg = err.to_string();
-        assert!(msg.contains("another instance") && msg.contains("outboxd-slot"), "{msg}");
+        assert!(
+            msg.contains("another instance") && msg.contains("outboxd-slot"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn other_fatal_errors_halt() {
-        let r = failure(Some((RDKafkaErrorCode::TransactionalIdAuthorizationFailed, "denied".into())))
-            .classify(KafkaError::Canceled);
+        let r = failure(Some((
+            RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+            "denied".into(),
+        )))
+        .classify(KafkaError::Canceled);
         let Reaction::Fail(err) = r else { panic!() };
         assert!(matches!(err, SinkError::Fatal { .. }));
         assert!(!err.is_restartable());
@@ -208,7 +237,9 @@ mod tests {
 
     #[test]
     fn fencing_codes_without_a_fatal_state_still_halt() {
-        let r = failure(None).classify(KafkaError::MessageProduction(RDKafkaErrorCode::InvalidProducerEpoch));
+        let r = failure(None).classify(KafkaError::MessageProduction(
+            RDKafkaErrorCode::InvalidProducerEpoch,
+        ));
         assert!(matches!(r, Reaction::Fail(SinkError::Fenced { .. })));
     }
 

@@ -40,7 +40,8 @@ pub fn valid_traceparent(value: &str) -> bool {
     let lower_hex = |s: &[u8]| s.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
     let (version, trace_id, parent_id, flags) = (&b[0..2], &b[3..35], &b[36..52], &b[53..55]);
     let dashes = b[2] == b'-' && b[35] == b'-' && b[52] == b'-';
-    let fields_ok = dashes && lower_hex(version) && lower_hex(trace_id) && lower_hex(parent_id) && lower_hex(flags);
+    let fields_ok =
+        dashes && lower_hex(version) && lower_hex(trace_id) && lower_hex(parent_id) && lower_hex(flags);
     let nonzero = |s: &[u8]| s.iter().any(|&c| c != b'0');
     let tail_ok = match version {
         b"00" => b.len() == 55,
@@ -93,7 +94,9 @@ pub fn parse_user_headers(raw: Option<&str>) -> Result<Vec<(String, String)>, St
                 other => (k, other.to_string()),
             })
             .collect()),
-        Ok(_) => Err("the headers column is JSON but not an object: expected {\"name\": \"value\", ...}".into()),
+        Ok(_) => {
+            Err("the headers column is JSON but not an object: expected {\"name\": \"value\", ...}".into())
+        }
         Err(e) => Err(format!("the headers column is not valid JSON: {e}")),
     }
 }
@@ -110,7 +113,10 @@ fn push_opt(list: &mut HeaderList, name: &str, value: Option<&String>) {
 
 /// The trace headers: from the row's columns when valid, else from the user headers when valid; never made up.
 /// `tracestate` goes along only with a valid `traceparent`, as W3C requires.
-fn trace_headers<'a>(event: &'a OutboxEvent, user: &'a [(String, String)]) -> Option<(&'a str, Option<&'a str>)> {
+fn trace_headers<'a>(
+    event: &'a OutboxEvent,
+    user: &'a [(String, String)],
+) -> Option<(&'a str, Option<&'a str>)> {
     let from_user = |name: &str| user.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let (parent, state) = match event.traceparent.as_deref() {
         Some(p) => (p, event.tracestate.as_deref()),
@@ -130,7 +136,11 @@ fn identity_headers(list: &mut HeaderList, event: &OutboxEvent, commit_time_us: 
 
 /// The headers of an event record. Fails (the event goes to the dead-letter topic as `invalid_headers`) when
 /// the row's headers column is not a JSON object.
-pub fn event_headers(event: &OutboxEvent, commit_time_us: i64, schema: Option<SchemaRef>) -> Result<HeaderList, String> {
+pub fn event_headers(
+    event: &OutboxEvent,
+    commit_time_us: i64,
+    schema: Option<SchemaRef>,
+) -> Result<HeaderList, String> {
     let user = parse_user_headers(event.headers.as_deref())?;
     let mut list = HeaderList::with_capacity(9 + user.len());
     identity_headers(&mut list, event, commit_time_us);
@@ -167,7 +177,11 @@ pub struct DeadLetterInfo<'a> {
 
 /// The headers of a dead-letter record: `dlq_reason`, `dlq_detail`, `dlq_intended_topic` and the event's
 /// identity (`id`, `event_type`, `aggregate_type`, `outbox_lsn`, `commit_time`) and valid trace headers.
-pub fn dead_letter_headers(event: &OutboxEvent, commit_time_us: i64, info: &DeadLetterInfo<'_>) -> HeaderList {
+pub fn dead_letter_headers(
+    event: &OutboxEvent,
+    commit_time_us: i64,
+    info: &DeadLetterInfo<'_>,
+) -> HeaderList {
     let mut list = HeaderList::with_capacity(10);
     push(&mut list, "dlq_reason", info.reason.code());
     push(&mut list, "dlq_detail", info.detail);
@@ -193,19 +207,33 @@ mod tests {
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     fn get<'a>(list: &'a HeaderList, name: &str) -> Option<&'a str> {
-        list.iter().find(|(k, _)| k == name).map(|(_, v)| std::str::from_utf8(v).unwrap())
+        list.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| std::str::from_utf8(v).unwrap())
     }
 
     #[test]
     fn traceparent_validation() {
         assert!(valid_traceparent(TP));
         assert!(!valid_traceparent(&TP.to_uppercase()));
-        assert!(!valid_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
-        assert!(!valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"));
+        assert!(!valid_traceparent(
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+        ));
+        assert!(!valid_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"
+        ));
         assert!(!valid_traceparent(&TP.replacen("00", "ff", 1)));
-        assert!(!valid_traceparent(&format!("{TP}-extra")), "version 00 has exactly four fields");
-        assert!(valid_traceparent(&format!("{}-extra", TP.replacen("00", "01", 1))));
-        assert!(!valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01"));
+        assert!(
+            !valid_traceparent(&format!("{TP}-extra")),
+            "version 00 has exactly four fields"
+        );
+        assert!(valid_traceparent(&format!(
+            "{}-extra",
+            TP.replacen("00", "01", 1)
+        )));
+        assert!(!valid_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01"
+        ));
         assert!(!valid_traceparent("garbage"));
         assert!(!valid_traceparent(""));
     }
@@ -213,12 +241,18 @@ mod tests {
     #[test]
     fn rfc3339_known_instants() {
         assert_eq!(rfc3339_micros(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(rfc3339_micros(1_714_566_896_123_456), "2024-05-01T12:34:56.123456Z");
+        assert_eq!(
+            rfc3339_micros(1_714_566_896_123_456),
+            "2024-05-01T12:34:56.123456Z"
+        );
         assert_eq!(rfc3339_micros(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
         assert_eq!(rfc3339_micros(-1), "1969-12-31T23:59:59.999999Z");
         // Postgres epoch (2000-01-01) and a far date.
         assert_eq!(rfc3339_micros(946_684_800_000_000), "2000-01-01T00:00:00.000000Z");
-        assert_eq!(rfc3339_micros(4_102_444_799_000_000), "2099-12-31T23:59:59.000000Z");
+        assert_eq!(
+            rfc3339_micros(4_102_444_799_000_000),
+            "2099-12-31T23:59:59.000000Z"
+        );
     }
 
     #[test]
@@ -235,8 +269,12 @@ mod tests {
         );
         assert_eq!(parse_user_headers(None).unwrap(), vec![]);
         assert_eq!(parse_user_headers(Some("null")).unwrap(), vec![]);
-        assert!(parse_user_headers(Some("[1]")).unwrap_err().contains("not an object"));
-        assert!(parse_user_headers(Some("{")).unwrap_err().contains("not valid JSON"));
+        assert!(parse_user_headers(Some("[1]"))
+            .unwrap_err()
+            .contains("not an object"));
+        assert!(parse_user_headers(Some("{"))
+            .unwrap_err()
+            .contains("not valid JSON"));
     }
 
     fn sample() -> OutboxEvent {
@@ -255,7 +293,15 @@ mod tests {
 
     #[test]
     fn event_headers_carry_everything() {
-        let list = event_headers(&sample(), 0, Some(SchemaRef { id: 7, version: Some(3) })).unwrap();
+        let list = event_headers(
+            &sample(),
+            0,
+            Some(SchemaRef {
+                id: 7,
+                version: Some(3),
+            }),
+        )
+        .unwrap();
         assert_eq!(get(&list, "id"), Some("e1"));
         assert_eq!(get(&list, "event_type"), Some("OrderCreated"));
         assert_eq!(get(&list, "aggregate_type"), Some("order"));
@@ -266,7 +312,11 @@ mod tests {
         assert_eq!(get(&list, "traceparent"), Some(TP));
         assert_eq!(get(&list, "tracestate"), Some("vendor=x"));
         assert_eq!(get(&list, "tenant"), Some("acme"));
-        assert_eq!(list.iter().filter(|(k, _)| k == "id").count(), 1, "user headers cannot override id");
+        assert_eq!(
+            list.iter().filter(|(k, _)| k == "id").count(),
+            1,
+            "user headers cannot override id"
+        );
         assert_eq!(list.iter().filter(|(k, _)| k == "traceparent").count(), 1);
     }
 
@@ -276,7 +326,11 @@ mod tests {
         e.traceparent = Some("00-bad".into());
         let list = event_headers(&e, 0, None).unwrap();
         assert_eq!(get(&list, "traceparent"), None);
-        assert_eq!(get(&list, "tracestate"), None, "tracestate needs a valid traceparent");
+        assert_eq!(
+            get(&list, "tracestate"),
+            None,
+            "tracestate needs a valid traceparent"
+        );
         assert_eq!(get(&list, "schema_id"), None);
         // No column: taken from the user headers when valid there.
         e.traceparent = None;
@@ -298,7 +352,11 @@ mod tests {
     fn dead_letter_headers_name_the_reason() {
         let mut e = sample();
         e.headers = Some("not json".into());
-        let info = DeadLetterInfo { reason: DlqReason::TooLarge, detail: "big", intended_topic: Some("t") };
+        let info = DeadLetterInfo {
+            reason: DlqReason::TooLarge,
+            detail: "big",
+            intended_topic: Some("t"),
+        };
         let list = dead_letter_headers(&e, 0, &info);
         assert_eq!(get(&list, "dlq_reason"), Some("too_large"));
         assert_eq!(get(&list, "dlq_detail"), Some("big"));

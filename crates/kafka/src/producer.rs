@@ -22,11 +22,16 @@ pub(crate) struct SinkContext {
 impl ClientContext for SinkContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
                 tracing::error!(target: "librdkafka", fac, "{message}");
             }
             RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{message}")
+            }
             RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
         }
     }
@@ -40,13 +45,40 @@ impl ProducerContext for SinkContext {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result {
-            // The transaction is now abortable: commit will fail and the pipeline restarts from the checkpoint.
-            self.stats.delivery_error();
-            tracing::warn!(%error, "a record was not delivered; its transaction will be aborted");
+        let Err((error, _)) = result else { return };
+        match error.rdkafka_error_code() {
+            // Purged by an abort (or by dropping the producer): expected, already accounted for.
+            Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight) => {
+                tracing::debug!(%error, "queued record purged");
+            }
+            _ => {
+                // The transaction is now abortable: commit fails and the pipeline restarts from the checkpoint.
+                let n = self.stats.delivery_error();
+                if n.is_power_of_two() {
+                    tracing::warn!(%error, total = n, "a record was not delivered; its transaction will be aborted");
+                }
+            }
         }
     }
 }
+
+/// The context of the sink's helper clients (checkpoint reader, topic admin and lookup): their failures come
+/// back as errors of the calls, so librdkafka's own logs stay at debug level (some Kafka-compatible brokers make
+/// consumers log protocol complaints at error level on every empty fetch).
+#[derive(Debug, Default)]
+pub(crate) struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(target: "librdkafka", fac, ?level, "{message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietContext {}
 
 /// The outcome of `send` that is not an error of the transaction.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,7 +108,9 @@ pub(crate) struct TxnProducer {
 
 impl std::fmt::Debug for TxnProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TxnProducer").field("transactional_id", &self.transactional_id).finish_non_exhaustive()
+        f.debug_struct("TxnProducer")
+            .field("transactional_id", &self.transactional_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -95,20 +129,28 @@ pub(crate) fn producer_config(config: &SinkConfig, transactional_id: &str) -> Cl
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.bootstrap_servers)
         .set("partitioner", "murmur2_random")
-        .set("transaction.timeout.ms", config.transaction_timeout_ms.to_string())
+        .set(
+            "transaction.timeout.ms",
+            config.transaction_timeout_ms.to_string(),
+        )
         .set("linger.ms", config.linger_ms.to_string())
         .set("batch.size", config.batch_size.to_string())
         .set("batch.num.messages", config.batch_num_messages.to_string())
         .set("compression.type", &config.compression)
         .set("message.max.bytes", config.max_message_bytes.to_string())
-        .set("queue.buffering.max.messages", config.queue_max_messages.to_string())
+        .set(
+            "queue.buffering.max.messages",
+            config.queue_max_messages.to_string(),
+        )
         .set("queue.buffering.max.kbytes", config.queue_max_kbytes.to_string())
         // Successes need no report: a failed record makes the transaction abortable, which commit reports.
         .set("delivery.report.only.error", "true");
     for (k, v) in &config.librdkafka {
         c.set(k, v);
     }
-    c.set("transactional.id", transactional_id).set("enable.idempotence", "true").set("acks", "all");
+    c.set("transactional.id", transactional_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all");
     c
 }
 
@@ -117,7 +159,11 @@ const RETRIES: u32 = 5;
 
 impl TxnProducer {
     /// Creates the producer (no network yet).
-    pub fn create(config: &SinkConfig, transactional_id: &str, stats: Arc<SinkStats>) -> Result<Self, SinkError> {
+    pub fn create(
+        config: &SinkConfig,
+        transactional_id: &str,
+        stats: Arc<SinkStats>,
+    ) -> Result<Self, SinkError> {
         let inner: ThreadedProducer<SinkContext> = producer_config(config, transactional_id)
             .create_with_context(SinkContext { stats })
             .map_err(|e| SinkError::Config(format!("cannot create the Kafka producer: {e}")))?;
@@ -125,12 +171,18 @@ impl TxnProducer {
             inner: Arc::new(inner),
             transactional_id: transactional_id.to_string(),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
-            commit_timeout: Duration::from_millis(config.transaction_timeout_ms.max(config.request_timeout_ms)),
+            commit_timeout: Duration::from_millis(
+                config.transaction_timeout_ms.max(config.request_timeout_ms),
+            ),
         })
     }
 
     fn failure(&self, op: &'static str) -> Failure<'_> {
-        Failure { op, transactional_id: &self.transactional_id, fatal: self.inner.client().fatal_error() }
+        Failure {
+            op,
+            transactional_id: &self.transactional_id,
+            fatal: self.inner.client().fatal_error(),
+        }
     }
 
     /// Runs a blocking transactional call on a blocking thread, retrying retriable errors with backoff.
@@ -152,7 +204,9 @@ impl TxnProducer {
             };
             match self.failure(op).classify(err) {
                 Reaction::Fail(e) => return Err(e),
-                Reaction::Retry(source) if attempt == RETRIES => return Err(SinkError::Unavailable { op, source }),
+                Reaction::Retry(source) if attempt == RETRIES => {
+                    return Err(SinkError::Unavailable { op, source })
+                }
                 Reaction::Retry(source) => {
                     tracing::warn!(op, %source, ?backoff, "retriable Kafka error; retrying");
                     tokio::time::sleep(backoff).await;
@@ -166,25 +220,59 @@ impl TxnProducer {
     /// `init_transactions`: fences any older producer with this transactional id and aborts its open
     /// transaction.
     pub async fn init(&self) -> Result<(), SinkError> {
-        self.call("init_transactions", self.request_timeout, |p, t| p.init_transactions(t)).await
+        self.call("init_transactions", self.request_timeout, |p, t| {
+            p.init_transactions(t)
+        })
+        .await
     }
 
     /// `begin_transaction` (local, non-blocking).
     pub fn begin(&self) -> Result<(), SinkError> {
-        self.inner.begin_transaction().map_err(|e| match self.failure("begin_transaction").classify(e) {
-            Reaction::Fail(e) => e,
-            Reaction::Retry(source) => SinkError::Aborted { op: "begin_transaction", source },
-        })
+        self.inner
+            .begin_transaction()
+            .map_err(|e| match self.failure("begin_transaction").classify(e) {
+                Reaction::Fail(e) => e,
+                Reaction::Retry(source) => SinkError::Aborted {
+                    op: "begin_transaction",
+                    source,
+                },
+            })
     }
 
     /// `commit_transaction`: flushes every queued record, then commits. Retried when retriable.
     pub async fn commit(&self) -> Result<(), SinkError> {
-        self.call("commit_transaction", self.commit_timeout, |p, t| p.commit_transaction(t)).await
+        // rdkafka's commit flushes by polling in 100 ms slices, which with success reports disabled sleeps a
+        // whole slice per commit: wait for the queue to drain here first, so that its flush finds it empty.
+        self.drained().await;
+        self.call("commit_transaction", self.commit_timeout, |p, t| {
+            p.commit_transaction(t)
+        })
+        .await
+    }
+
+    /// Waits (without blocking a thread) until librdkafka holds no queued or in-flight record, or the
+    /// commit timeout passes (the flush inside commit then deals with the rest).
+    async fn drained(&self) {
+        let deadline = Instant::now() + self.commit_timeout;
+        let mut pause = Duration::from_micros(100);
+        while self.inner.in_flight_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits until every queued record reached the broker (still uncommitted).
+    pub async fn flush(&self) -> Result<(), SinkError> {
+        self.drained().await;
+        self.call("flush", self.commit_timeout, |p, t| p.flush(t)).await
     }
 
     /// `abort_transaction`: drops queued records and aborts.
     pub async fn abort(&self) -> Result<(), SinkError> {
-        self.call("abort_transaction", self.request_timeout, |p, t| p.abort_transaction(t)).await
+        self.call("abort_transaction", self.request_timeout, |p, t| {
+            p.abort_transaction(t)
+        })
+        .await
     }
 
     /// Queues one record in the open transaction, waiting (without blocking the thread) while librdkafka's
@@ -192,7 +280,10 @@ impl TxnProducer {
     pub async fn send(&self, record: &OutRecord<'_>) -> Result<Sent, SinkError> {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (k, v) in record.headers {
-            headers = headers.insert(Header { key: k, value: Some(v) });
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
         }
         let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(record.topic).headers(headers);
         if let Some(k) = record.key {
@@ -223,7 +314,10 @@ impl TxnProducer {
                 Err((e, _)) => {
                     return Err(match self.failure("produce").classify(e) {
                         Reaction::Fail(e) => e,
-                        Reaction::Retry(source) => SinkError::Aborted { op: "produce", source },
+                        Reaction::Retry(source) => SinkError::Aborted {
+                            op: "produce",
+                            source,
+                        },
                     })
                 }
             }

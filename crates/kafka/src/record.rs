@@ -68,7 +68,10 @@ pub fn record_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &HeaderLis
     RECORD_OVERHEAD
         + key.map_or(0, <[u8]>::len)
         + value.map_or(0, <[u8]>::len)
-        + headers.iter().map(|(k, v)| HEADER_OVERHEAD + k.len() + v.len()).sum::<usize>()
+        + headers
+            .iter()
+            .map(|(k, v)| HEADER_OVERHEAD + k.len() + v.len())
+            .sum::<usize>()
 }
 
 #[cfg(test)]
@@ -96,6 +99,9 @@ mod tests {
     fn size_counts_key_value_and_headers() {
         let headers = vec![("id".to_string(), b"abc".to_vec())];
         assert_eq!(record_size(None, None, &vec![]), RECORD_OVERHEAD);
-        assert_eq!(record_size(Some(b"k"), Some(&[0; 100]), &headers), RECORD_OVERHEAD + 1 + 100 + 10 + 2 + 3);
+        assert_eq!(
+            record_size(Some(b"k"), Some(&[0; 100]), &headers),
+            RECORD_OVERHEAD + 1 + 100 + 10 + 2 + 3
+        );
     }
 }

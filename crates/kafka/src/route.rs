@@ -13,13 +13,21 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
         return Err("the topic name is empty".into());
     }
     if name.len() > MAX_TOPIC_LEN {
-        return Err(format!("topic name of {} characters exceeds Kafka's limit of {MAX_TOPIC_LEN}", name.len()));
+        return Err(format!(
+            "topic name of {} characters exceeds Kafka's limit of {MAX_TOPIC_LEN}",
+            name.len()
+        ));
     }
     if name == "." || name == ".." {
         return Err(format!("{name:?} is not a legal topic name"));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("topic {name:?} contains {c:?}: Kafka topic names allow only [a-zA-Z0-9._-]"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic {name:?} contains {c:?}: Kafka topic names allow only [a-zA-Z0-9._-]"
+        ));
     }
     Ok(())
 }
@@ -39,14 +47,16 @@ fn parse_template(template: &str) -> Result<Vec<Part>, String> {
             parts.push(Part::Lit(rest[..open].to_string()));
         }
         let after = &rest[open + 1..];
-        let close = after.find('}').ok_or_else(|| format!("unclosed '{{' in {template:?}"))?;
+        let close = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed '{{' in {template:?}"))?;
         parts.push(match &after[..close] {
             "aggregate_type" => Part::AggregateType,
             "event_type" => Part::EventType,
             other => {
                 return Err(format!(
-                    "unknown placeholder {{{other}}} in {template:?}: use {{aggregate_type}} or {{event_type}}"
-                ))
+                "unknown placeholder {{{other}}} in {template:?}: use {{aggregate_type}} or {{event_type}}"
+            ))
             }
         });
         rest = &after[close + 1..];
@@ -67,8 +77,13 @@ fn parse_template(template: &str) -> Result<Vec<Part>, String> {
 pub fn check_template(template: &str) -> Result<(), String> {
     for part in parse_template(template)? {
         if let Part::Lit(lit) = part {
-            if let Some(c) = lit.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-                return Err(format!("{template:?} contains {c:?}: Kafka topic names allow only [a-zA-Z0-9._-]"));
+            if let Some(c) = lit
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            {
+                return Err(format!(
+                    "{template:?} contains {c:?}: Kafka topic names allow only [a-zA-Z0-9._-]"
+                ));
             }
         }
     }
@@ -113,8 +128,10 @@ impl Router {
             (RouteMode::Column, _, Some(column)) => column.clone(),
             _ => self.expand(event)?,
         };
-        check_topic_name(&topic)
-            .map_err(|detail| RouteRejection { reason: DlqReason::InvalidTopic, detail })?;
+        check_topic_name(&topic).map_err(|detail| RouteRejection {
+            reason: DlqReason::InvalidTopic,
+            detail,
+        })?;
         Ok(topic)
     }
 
@@ -169,13 +186,19 @@ mod tests {
     #[test]
     fn default_template_is_debezium_style() {
         let r = Router::new(&RoutingConfig::default()).unwrap();
-        assert_eq!(r.topic_for(&event(Some("order"), Some("OrderCreated"), None)), Ok("outbox.event.order".into()));
+        assert_eq!(
+            r.topic_for(&event(Some("order"), Some("OrderCreated"), None)),
+            Ok("outbox.event.order".into())
+        );
     }
 
     #[test]
     fn template_expands_both_placeholders() {
         let r = router(RouteMode::Template, "{aggregate_type}-{event_type}.v1", None);
-        assert_eq!(r.topic_for(&event(Some("order"), Some("Created"), Some("x"))), Ok("order-Created.v1".into()));
+        assert_eq!(
+            r.topic_for(&event(Some("order"), Some("Created"), Some("x"))),
+            Ok("order-Created.v1".into())
+        );
     }
 
     #[test]
@@ -190,26 +213,44 @@ mod tests {
     #[test]
     fn illegal_characters_are_rejected_as_invalid_topic() {
         let r = Router::new(&RoutingConfig::default()).unwrap();
-        let err = r.topic_for(&event(Some("order item"), Some("E"), None)).unwrap_err();
+        let err = r
+            .topic_for(&event(Some("order item"), Some("E"), None))
+            .unwrap_err();
         assert_eq!(err.reason, DlqReason::InvalidTopic);
         assert!(err.detail.contains("' '"), "{}", err.detail);
         let long = "a".repeat(300);
-        assert_eq!(r.topic_for(&event(Some(&long), Some("E"), None)).unwrap_err().reason, DlqReason::InvalidTopic);
+        assert_eq!(
+            r.topic_for(&event(Some(&long), Some("E"), None))
+                .unwrap_err()
+                .reason,
+            DlqReason::InvalidTopic
+        );
     }
 
     #[test]
     fn fixed_ignores_the_event() {
         let r = router(RouteMode::Fixed, "x.{aggregate_type}", Some("all.events"));
-        assert_eq!(r.topic_for(&event(None, None, Some("other"))), Ok("all.events".into()));
+        assert_eq!(
+            r.topic_for(&event(None, None, Some("other"))),
+            Ok("all.events".into())
+        );
     }
 
     #[test]
     fn column_wins_and_falls_back_to_the_template() {
         let r = router(RouteMode::Column, "outbox.event.{aggregate_type}", None);
-        assert_eq!(r.topic_for(&event(Some("order"), None, Some("custom.topic"))), Ok("custom.topic".into()));
-        assert_eq!(r.topic_for(&event(Some("order"), None, None)), Ok("outbox.event.order".into()));
         assert_eq!(
-            r.topic_for(&event(Some("order"), None, Some("bad/topic"))).unwrap_err().reason,
+            r.topic_for(&event(Some("order"), None, Some("custom.topic"))),
+            Ok("custom.topic".into())
+        );
+        assert_eq!(
+            r.topic_for(&event(Some("order"), None, None)),
+            Ok("outbox.event.order".into())
+        );
+        assert_eq!(
+            r.topic_for(&event(Some("order"), None, Some("bad/topic")))
+                .unwrap_err()
+                .reason,
             DlqReason::InvalidTopic
         );
     }
@@ -217,8 +258,12 @@ mod tests {
     #[test]
     fn templates_are_checked() {
         assert!(check_template("outbox.{aggregate_type}").is_ok());
-        assert!(check_template("outbox.{aggregate}").unwrap_err().contains("unknown placeholder"));
-        assert!(check_template("outbox.{aggregate_type").unwrap_err().contains("unclosed"));
+        assert!(check_template("outbox.{aggregate}")
+            .unwrap_err()
+            .contains("unknown placeholder"));
+        assert!(check_template("outbox.{aggregate_type")
+            .unwrap_err()
+            .contains("unclosed"));
         assert!(check_template("outbox}").unwrap_err().contains("unmatched"));
         assert!(check_template("out box.{event_type}").is_err());
         assert!(check_template("").is_err());

@@ -67,13 +67,19 @@ impl std::fmt::Debug for Sink {
 }
 
 fn now_micros() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 impl Sink {
     /// Starts the sink, in the order exactly-once needs: create the base topics, `init_transactions` (fencing
     /// any zombie with our transactional id), THEN read our latest checkpoint with `read_committed`.
-    pub async fn start(config: SinkConfig, identity: SinkIdentity, stats: Arc<SinkStats>) -> Result<Sink, SinkError> {
+    pub async fn start(
+        config: SinkConfig,
+        identity: SinkIdentity,
+        stats: Arc<SinkStats>,
+    ) -> Result<Sink, SinkError> {
         config.validate().map_err(SinkError::Config)?;
         let router = Router::new(&config.routing).map_err(SinkError::Config)?;
         let client = base_client_config(&config);
@@ -179,31 +185,52 @@ impl Sink {
 
     /// Produces an encoded event into the open transaction, or dead-letters it when its headers are invalid,
     /// its topic is missing (creation disabled) or it is too large.
-    pub async fn produce(&mut self, event: &OutboxEvent, record: EncodedRecord) -> Result<Delivery, SinkError> {
+    pub async fn produce(
+        &mut self,
+        event: &OutboxEvent,
+        record: EncodedRecord,
+    ) -> Result<Delivery, SinkError> {
         if !self.batch.pg_open() {
             return Err(SinkError::Misuse("produce outside a Postgres transaction"));
         }
         let headers = match headers::event_headers(event, self.commit_time(), record.schema) {
             Ok(h) => h,
             Err(detail) => {
-                return self.dead_letter(event, DlqReason::InvalidHeaders, &detail, Some(&record.topic)).await
+                return self
+                    .dead_letter(event, DlqReason::InvalidHeaders, &detail, Some(&record.topic))
+                    .await
             }
         };
         if !self.topics.is_known(&record.topic)
             && self.topics.ensure(&record.topic, TopicKind::Events).await? == TopicState::Missing
         {
-            let detail = format!("topic {:?} does not exist and kafka.topics.create is false", record.topic);
-            return self.dead_letter(event, DlqReason::UnknownTopic, &detail, Some(&record.topic)).await;
+            let detail = format!(
+                "topic {:?} does not exist and kafka.topics.create is false",
+                record.topic
+            );
+            return self
+                .dead_letter(event, DlqReason::UnknownTopic, &detail, Some(&record.topic))
+                .await;
         }
         let size = record_size(record.key.as_deref(), Some(&record.value), &headers);
         let too_large = |size: usize| {
-            format!("the record would take {size} bytes; kafka.max_message_bytes is {}", self.config.max_message_bytes)
+            format!(
+                "the record would take {size} bytes; kafka.max_message_bytes is {}",
+                self.config.max_message_bytes
+            )
         };
         if size > self.config.max_message_bytes {
             let detail = too_large(size);
-            return self.dead_letter(event, DlqReason::TooLarge, &detail, Some(&record.topic)).await;
+            return self
+                .dead_letter(event, DlqReason::TooLarge, &detail, Some(&record.topic))
+                .await;
         }
-        let out = OutRecord { topic: &record.topic, key: record.key.as_deref(), value: Some(&record.value), headers: &headers };
+        let out = OutRecord {
+            topic: &record.topic,
+            key: record.key.as_deref(),
+            value: Some(&record.value),
+            headers: &headers,
+        };
         match self.producer.send(&out).await? {
             Sent::Queued => {
                 self.batch.add_event(size)?;
@@ -211,7 +238,8 @@ impl Sink {
             }
             Sent::TooLarge => {
                 let detail = too_large(size);
-                self.dead_letter(event, DlqReason::TooLarge, &detail, Some(&record.topic)).await
+                self.dead_letter(event, DlqReason::TooLarge, &detail, Some(&record.topic))
+                    .await
             }
         }
     }
@@ -238,7 +266,11 @@ impl Sink {
         );
         let key = event.aggregate_id.as_deref().map(str::as_bytes);
         let mut value = event.payload.as_deref();
-        let info = DeadLetterInfo { reason, detail, intended_topic };
+        let info = DeadLetterInfo {
+            reason,
+            detail,
+            intended_topic,
+        };
         let mut headers: HeaderList = headers::dead_letter_headers(event, self.commit_time(), &info);
         let mut size = record_size(key, value, &headers);
         if size > self.config.max_message_bytes {
@@ -246,12 +278,20 @@ impl Sink {
                 "{detail} (payload of {} bytes dropped: too large for the dead-letter topic)",
                 value.map_or(0, <[u8]>::len)
             );
-            let info = DeadLetterInfo { detail: &dropped, ..info };
+            let info = DeadLetterInfo {
+                detail: &dropped,
+                ..info
+            };
             headers = headers::dead_letter_headers(event, self.commit_time(), &info);
             value = None;
             size = record_size(key, value, &headers);
         }
-        let out = OutRecord { topic: &self.config.dlq_topic, key, value, headers: &headers };
+        let out = OutRecord {
+            topic: &self.config.dlq_topic,
+            key,
+            value,
+            headers: &headers,
+        };
         match self.producer.send(&out).await? {
             Sent::Queued => {
                 self.batch.add_dead_letter(reason.code(), size)?;
@@ -311,6 +351,12 @@ impl Sink {
         tracing::debug!(end_lsn = %checkpoint.end_lsn, events = checkpoint.events, txns = checkpoint.txns, ?duration, "committed");
         self.checkpoint = Some(checkpoint.clone());
         Ok(Some(Committed { checkpoint, duration }))
+    }
+
+    /// Waits until every record queued in the open transaction reached the broker, uncommitted (for fault
+    /// injection: a crash "just before commit" then leaves them all for the next `init_transactions` to abort).
+    pub async fn flush(&self) -> Result<(), SinkError> {
+        self.producer.flush().await
     }
 
     /// Aborts the open Kafka transaction, if any: nothing of it becomes visible to `read_committed` readers.

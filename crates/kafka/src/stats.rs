@@ -72,7 +72,11 @@ impl SinkStats {
             events_produced: self.events_produced.load(Relaxed),
             bytes_produced: self.bytes_produced.load(Relaxed),
             dead_letters: self.dead_letters.load(Relaxed),
-            dead_letters_by_reason: self.dead_letters_by_reason.lock().map(|m| m.clone()).unwrap_or_default(),
+            dead_letters_by_reason: self
+                .dead_letters_by_reason
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default(),
             txns_committed: self.txns_committed.load(Relaxed),
             txns_aborted: self.txns_aborted.load(Relaxed),
             pg_txns_committed: self.pg_txns_committed.load(Relaxed),
@@ -112,8 +116,9 @@ impl SinkStats {
         self.checkpoint_end_lsn.fetch_max(end_lsn.as_u64(), Relaxed);
     }
 
-    pub(crate) fn delivery_error(&self) {
-        self.delivery_errors.fetch_add(1, Relaxed);
+    /// Counts a failed delivery; returns the total so far.
+    pub(crate) fn delivery_error(&self) -> u64 {
+        self.delivery_errors.fetch_add(1, Relaxed) + 1
     }
 }
 
@@ -133,10 +138,20 @@ mod tests {
             duration: Duration::from_millis(3),
         };
         s.committed(c, &dl);
-        s.committed(CommittedCounts { end_lsn: Lsn(40), duration: Duration::from_millis(1), ..c }, &BTreeMap::new());
+        s.committed(
+            CommittedCounts {
+                end_lsn: Lsn(40),
+                duration: Duration::from_millis(1),
+                ..c
+            },
+            &BTreeMap::new(),
+        );
         s.aborted();
         let snap = s.snapshot();
-        assert_eq!((snap.events_produced, snap.bytes_produced, snap.pg_txns_committed), (20, 200, 4));
+        assert_eq!(
+            (snap.events_produced, snap.bytes_produced, snap.pg_txns_committed),
+            (20, 200, 4)
+        );
         assert_eq!((snap.txns_committed, snap.txns_aborted), (2, 1));
         assert_eq!(snap.dead_letters, 2);
         assert_eq!(snap.dead_letters_by_reason.get("too_large"), Some(&2));

@@ -1,9 +1,9 @@
 //! Topics: created when missing (the broker is not expected to auto-create), remembered once known.
 
 use crate::config::TopicsConfig;
+use crate::producer::QuietContext;
 use crate::SinkError;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -31,8 +31,8 @@ pub(crate) enum TopicState {
 
 /// Creates and remembers topics.
 pub(crate) struct Topics {
-    admin: AdminClient<DefaultClientContext>,
-    lookup: Arc<BaseConsumer>,
+    admin: AdminClient<QuietContext>,
+    lookup: Arc<BaseConsumer<QuietContext>>,
     config: TopicsConfig,
     timeout: Duration,
     known: HashSet<String>,
@@ -40,7 +40,9 @@ pub(crate) struct Topics {
 
 impl std::fmt::Debug for Topics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Topics").field("known", &self.known.len()).finish_non_exhaustive()
+        f.debug_struct("Topics")
+            .field("known", &self.known.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,9 +51,12 @@ fn hint(code: RDKafkaErrorCode) -> Option<&'static str> {
         RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed => {
             "Grant CREATE on the topic (or cluster) to outboxd's principal, or create the topic beforehand"
         }
-        RDKafkaErrorCode::PolicyViolation => "The broker's create-topic policy refused it: create the topic by hand",
+        RDKafkaErrorCode::PolicyViolation => {
+            "The broker's create-topic policy refused it: create the topic by hand"
+        }
         RDKafkaErrorCode::InvalidReplicationFactor => {
-            "kafka.topics.replication_factor exceeds the number of brokers (use -1 for the broker default)"
+            "kafka.topics.replication_factor exceeds the number of brokers, or the broker does not accept -1 \
+             (its default; Kafka 2.4+): set an explicit factor"
         }
         RDKafkaErrorCode::InvalidPartitions => "kafka.topics.partitions must be at least 1",
         RDKafkaErrorCode::InvalidConfig => "Check the settings under kafka.topics.config",
@@ -64,16 +69,22 @@ impl Topics {
     /// Admin and metadata clients from the producer's client settings.
     pub fn new(client: &ClientConfig, config: TopicsConfig, timeout: Duration) -> Result<Topics, SinkError> {
         let admin = client
-            .create()
+            .create_with_context(QuietContext)
             .map_err(|e| SinkError::Config(format!("cannot create the Kafka admin client: {e}")))?;
         let lookup = Arc::new(
             client
                 .clone()
                 .set("group.id", "outboxd-topic-lookup")
-                .create()
+                .create_with_context(QuietContext)
                 .map_err(|e| SinkError::Config(format!("cannot create the Kafka metadata client: {e}")))?,
         );
-        Ok(Topics { admin, lookup, config, timeout, known: HashSet::new() })
+        Ok(Topics {
+            admin,
+            lookup,
+            config,
+            timeout,
+            known: HashSet::new(),
+        })
     }
 
     /// True when the topic is known to exist.
@@ -86,7 +97,11 @@ impl Topics {
         if self.known.contains(topic) {
             return Ok(TopicState::Ready);
         }
-        let state = if self.config.create { self.create(topic, kind).await? } else { self.exists(topic).await? };
+        let state = if self.config.create {
+            self.create(topic, kind).await?
+        } else {
+            self.exists(topic).await?
+        };
         if state == TopicState::Ready {
             self.known.insert(topic.to_string());
         }
@@ -98,7 +113,11 @@ impl Topics {
             TopicKind::Events => self.config.partitions,
             TopicKind::Checkpoint => self.config.checkpoint_partitions,
         };
-        let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(self.config.replication_factor));
+        let mut new = NewTopic::new(
+            topic,
+            partitions,
+            TopicReplication::Fixed(self.config.replication_factor),
+        );
         match kind {
             TopicKind::Events => {
                 for (k, v) in &self.config.config {
@@ -110,11 +129,14 @@ impl Topics {
         let opts = AdminOptions::new()
             .operation_timeout(Some(self.timeout))
             .request_timeout(Some(self.timeout));
-        let results = self
-            .admin
-            .create_topics([&new], &opts)
-            .await
-            .map_err(|source| SinkError::Unavailable { op: "creating topics", source })?;
+        let results =
+            self.admin
+                .create_topics([&new], &opts)
+                .await
+                .map_err(|source| SinkError::Unavailable {
+                    op: "creating topics",
+                    source,
+                })?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -137,11 +159,21 @@ impl Topics {
         let (lookup, name, timeout) = (Arc::clone(&self.lookup), topic.to_string(), self.timeout);
         let present = tokio::task::spawn_blocking(move || {
             let md = lookup.fetch_metadata(Some(&name), timeout)?;
-            Ok(md.topics().iter().any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty()))
+            Ok(md
+                .topics()
+                .iter()
+                .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty()))
         })
         .await
         .unwrap_or(Err(rdkafka::error::KafkaError::Canceled))
-        .map_err(|source| SinkError::Unavailable { op: "looking up a topic", source })?;
-        Ok(if present { TopicState::Ready } else { TopicState::Missing })
+        .map_err(|source| SinkError::Unavailable {
+            op: "looking up a topic",
+            source,
+        })?;
+        Ok(if present {
+            TopicState::Ready
+        } else {
+            TopicState::Missing
+        })
     }
 }

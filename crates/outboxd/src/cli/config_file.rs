@@ -24,7 +24,11 @@ pub enum ConfigError {
     Env { var: String, message: String },
     /// A `<key>_file` secret could not be read.
     #[error("cannot read secret file {path} (from key {key}): {source}")]
-    Secret { key: String, path: PathBuf, source: std::io::Error },
+    Secret {
+        key: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Loads `T` from `path` (or from defaults alone when `None`), applying the environment `env`.
@@ -35,57 +39,99 @@ where
     let origin = path.map_or_else(|| "defaults".to_string(), |p| p.display().to_string());
     let mut table = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source })?;
-            text.parse::<toml::Table>()
-                .map_err(|e| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.into(),
+                source,
+            })?;
+            text.parse::<toml::Table>().map_err(|e| ConfigError::Invalid {
+                origin: origin.clone(),
+                message: e.to_string(),
+            })?
         }
         None => toml::Table::new(),
     };
-    let defaults = toml::Table::try_from(T::default())
-        .map_err(|e| ConfigError::Invalid { origin: "defaults".into(), message: e.to_string() })?;
+    let defaults = toml::Table::try_from(T::default()).map_err(|e| ConfigError::Invalid {
+        origin: "defaults".into(),
+        message: e.to_string(),
+    })?;
     let mut overridden = Vec::new();
     for (var, value) in env {
-        let Some(rest) = var.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         if !rest.contains("__") {
             continue;
         }
         let keys: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-        set_path(&mut table, &defaults, &keys, &value).map_err(|message| ConfigError::Env { var: var.clone(), message })?;
+        set_path(&mut table, &defaults, &keys, &value).map_err(|message| ConfigError::Env {
+            var: var.clone(),
+            message,
+        })?;
         overridden.push(var);
     }
     resolve_secret_files(&mut table, "")?;
-    let origin = if overridden.is_empty() { origin } else { format!("{origin} with {}", overridden.join(", ")) };
-    T::deserialize(toml::Value::Table(table))
-        .map_err(|e| ConfigError::Invalid { origin, message: e.to_string().trim_end().replace('\n', " ") })
+    let origin = if overridden.is_empty() {
+        origin
+    } else {
+        format!("{origin} with {}", overridden.join(", "))
+    };
+    T::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
+        origin,
+        message: e.to_string().trim_end().replace('\n', " "),
+    })
 }
 
 /// Sets `keys` in `table` to `raw`, typed like the default value at that path (strings stay strings, so a
 /// numeric password is not turned into a number); keys without a default take TOML literals for booleans,
 /// arrays and inline tables, and strings otherwise.
-fn set_path(table: &mut toml::Table, defaults: &toml::Table, keys: &[String], raw: &str) -> Result<(), String> {
+fn set_path(
+    table: &mut toml::Table,
+    defaults: &toml::Table,
+    keys: &[String],
+    raw: &str,
+) -> Result<(), String> {
     let (last, parents) = keys.split_last().ok_or("empty key")?;
     let mut node = table;
     let mut default_node = Some(defaults);
     for k in parents {
-        let entry = node.entry(k.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        node = entry.as_table_mut().ok_or_else(|| format!("`{k}` is not a section"))?;
-        default_node = default_node.and_then(|d| d.get(k)).and_then(toml::Value::as_table);
+        let entry = node
+            .entry(k.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{k}` is not a section"))?;
+        default_node = default_node
+            .and_then(|d| d.get(k))
+            .and_then(toml::Value::as_table);
     }
     let default = default_node.and_then(|d| d.get(last));
     let value = match default {
         Some(toml::Value::String(_)) => toml::Value::String(raw.to_string()),
-        Some(toml::Value::Integer(_)) => {
-            toml::Value::Integer(raw.trim().parse().map_err(|_| format!("`{last}` expects an integer, got {raw:?}"))?)
-        }
-        Some(toml::Value::Float(_)) => {
-            toml::Value::Float(raw.trim().parse().map_err(|_| format!("`{last}` expects a number, got {raw:?}"))?)
-        }
-        Some(toml::Value::Boolean(_)) => {
-            toml::Value::Boolean(raw.trim().parse().map_err(|_| format!("`{last}` expects true or false, got {raw:?}"))?)
-        }
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("`{last}` expects an integer, got {raw:?}"))?,
+        ),
+        Some(toml::Value::Float(_)) => toml::Value::Float(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("`{last}` expects a number, got {raw:?}"))?,
+        ),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("`{last}` expects true or false, got {raw:?}"))?,
+        ),
         _ => parse_literal(raw).unwrap_or_else(|| toml::Value::String(raw.to_string())),
     };
-    node.insert(last.clone(), value);
+    // A table given for a section merges into it (OUTBOXD_KAFKA__LIBRDKAFKA='{ "sasl.username" = "me" }' adds
+    // a key and keeps the file's others).
+    match (node.get_mut(last), value) {
+        (Some(toml::Value::Table(existing)), toml::Value::Table(new)) => existing.extend(new),
+        (_, value) => {
+            node.insert(last.clone(), value);
+        }
+    }
     Ok(())
 }
 
@@ -103,13 +149,21 @@ fn parse_literal(raw: &str) -> Option<toml::Value> {
 fn resolve_secret_files(table: &mut toml::Table, prefix: &str) -> Result<(), ConfigError> {
     let file_keys: Vec<String> = table.keys().filter(|k| k.ends_with("_file")).cloned().collect();
     for fk in file_keys {
-        let Some(toml::Value::String(path)) = table.get(&fk).cloned() else { continue };
+        let Some(toml::Value::String(path)) = table.get(&fk).cloned() else {
+            continue;
+        };
         let key = fk.trim_end_matches("_file").to_string();
         let full = format!("{prefix}{fk}");
-        let secret = std::fs::read_to_string(&path)
-            .map_err(|source| ConfigError::Secret { key: full, path: path.clone().into(), source })?;
+        let secret = std::fs::read_to_string(&path).map_err(|source| ConfigError::Secret {
+            key: full,
+            path: path.clone().into(),
+            source,
+        })?;
         table.remove(&fk);
-        table.insert(key, toml::Value::String(secret.trim_end_matches(['\n', '\r']).to_string()));
+        table.insert(
+            key,
+            toml::Value::String(secret.trim_end_matches(['\n', '\r']).to_string()),
+        );
     }
     for (k, v) in table.iter_mut() {
         if let toml::Value::Table(t) = v {
@@ -122,7 +176,16 @@ fn resolve_secret_files(table: &mut toml::Table, prefix: &str) -> Result<(), Con
 /// Key names whose values are secrets.
 fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "secret", "token", "sasl.password", "ssl.key.password", "credentials"].iter().any(|s| k.contains(s))
+    [
+        "password",
+        "secret",
+        "token",
+        "sasl.password",
+        "ssl.key.password",
+        "credentials",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 /// Hides the password in a `scheme://user:password@host` URL or a `password=...` conninfo.

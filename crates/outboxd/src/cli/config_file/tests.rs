@@ -20,7 +20,12 @@ struct Source {
 
 impl Default for Source {
     fn default() -> Self {
-        Source { pg_url: "postgres://localhost/app".into(), password: None, channel_capacity: 1024, create_slot: true }
+        Source {
+            pg_url: "postgres://localhost/app".into(),
+            password: None,
+            channel_capacity: 1024,
+            create_slot: true,
+        }
     }
 }
 
@@ -52,7 +57,11 @@ fn rand_suffix() -> u64 {
 #[test]
 fn file_values_and_defaults_combine() {
     let d = tmpdir();
-    let p = write(&d, "a.toml", "[source]\nchannel_capacity = 7\n[kafka]\nbootstrap_servers = \"k:9092\"\n");
+    let p = write(
+        &d,
+        "a.toml",
+        "[source]\nchannel_capacity = 7\n[kafka]\nbootstrap_servers = \"k:9092\"\n",
+    );
     let c: Conf = load(Some(&p), []).unwrap();
     assert_eq!(c.source.channel_capacity, 7);
     assert_eq!(c.source.pg_url, "postgres://localhost/app");
@@ -74,37 +83,64 @@ fn env_overrides_are_typed_by_the_defaults() {
         ("OUTBOXD_SOURCE__CHANNEL_CAPACITY".to_string(), "99".to_string()),
         ("OUTBOXD_SOURCE__CREATE_SLOT".into(), "false".into()),
         ("OUTBOXD_SOURCE__PASSWORD".into(), "12345".into()),
-        ("OUTBOXD_KAFKA__LIBRDKAFKA".into(), "{ \"security.protocol\" = \"SSL\" }".into()),
+        (
+            "OUTBOXD_KAFKA__LIBRDKAFKA".into(),
+            "{ \"security.protocol\" = \"SSL\" }".into(),
+        ),
         ("OUTBOXD_PG_URL".into(), "ignored: no double underscore".into()),
         ("OTHER__X".into(), "ignored: no prefix".into()),
     ];
     let c: Conf = load(None, env).unwrap();
     assert_eq!(c.source.channel_capacity, 99);
     assert!(!c.source.create_slot);
-    assert_eq!(c.source.password.as_deref(), Some("12345"), "a numeric secret stays a string");
-    assert_eq!(c.kafka.librdkafka.get("security.protocol").map(String::as_str), Some("SSL"));
+    assert_eq!(
+        c.source.password.as_deref(),
+        Some("12345"),
+        "a numeric secret stays a string"
+    );
+    assert_eq!(
+        c.kafka.librdkafka.get("security.protocol").map(String::as_str),
+        Some("SSL")
+    );
 }
 
 #[test]
 fn bad_env_override_names_the_variable() {
     let env = [("OUTBOXD_SOURCE__CHANNEL_CAPACITY".to_string(), "many".to_string())];
     let err = load::<Conf>(None, env).unwrap_err().to_string();
-    assert!(err.contains("OUTBOXD_SOURCE__CHANNEL_CAPACITY") && err.contains("integer"), "{err}");
+    assert!(
+        err.contains("OUTBOXD_SOURCE__CHANNEL_CAPACITY") && err.contains("integer"),
+        "{err}"
+    );
     let env = [("OUTBOXD_SOURCE__NOPE".to_string(), "1".to_string())];
     let err = load::<Conf>(None, env).unwrap_err().to_string();
-    assert!(err.contains("nope") && err.contains("OUTBOXD_SOURCE__NOPE"), "{err}");
+    assert!(
+        err.contains("nope") && err.contains("OUTBOXD_SOURCE__NOPE"),
+        "{err}"
+    );
 }
 
 #[test]
 fn secrets_come_from_files() {
     let d = tmpdir();
     let secret = write(&d, "pw", "s3cret\n");
-    let p = write(&d, "c.toml", &format!("[source]\npassword_file = {:?}\n", secret.display().to_string()));
+    let p = write(
+        &d,
+        "c.toml",
+        &format!("[source]\npassword_file = {:?}\n", secret.display().to_string()),
+    );
     let c: Conf = load(Some(&p), []).unwrap();
     assert_eq!(c.source.password.as_deref(), Some("s3cret"));
-    let p = write(&d, "missing.toml", "[source]\npassword_file = \"/nonexistent/pw\"\n");
+    let p = write(
+        &d,
+        "missing.toml",
+        "[source]\npassword_file = \"/nonexistent/pw\"\n",
+    );
     let err = load::<Conf>(Some(&p), []).unwrap_err().to_string();
-    assert!(err.contains("source.password_file") && err.contains("/nonexistent/pw"), "{err}");
+    assert!(
+        err.contains("source.password_file") && err.contains("/nonexistent/pw"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -112,7 +148,9 @@ fn print_config_redacts_secrets() {
     let mut c = Conf::default();
     c.source.pg_url = "postgres://app:hunter2@db:5432/app".into();
     c.source.password = Some("hunter3".into());
-    c.kafka.librdkafka.insert("sasl.password".into(), "hunter4".into());
+    c.kafka
+        .librdkafka
+        .insert("sasl.password".into(), "hunter4".into());
     c.kafka.librdkafka.insert("sasl.username".into(), "me".into());
     let text = redacted_toml(&c).unwrap();
     for secret in ["hunter2", "hunter3", "hunter4"] {
@@ -120,5 +158,8 @@ fn print_config_redacts_secrets() {
     }
     assert!(text.contains("postgres://app:***@db:5432/app"), "{text}");
     assert!(text.contains("me"), "non-secrets stay visible:\n{text}");
-    assert_eq!(redact_url("host=db password=x user=u"), "host=db password=*** user=u");
+    assert_eq!(
+        redact_url("host=db password=x user=u"),
+        "host=db password=*** user=u"
+    );
 }

@@ -1,0 +1,347 @@
+//! The sink against the real broker: transactions with their checkpoint, checkpoint read-back, aborts hidden
+//! from `read_committed`, dead letters, fencing. Needs `scripts/services up kafka`.
+
+use outboxd_core::{Commit, Lsn, OutboxEvent, TxBegin};
+use outboxd_kafka::{
+    Delivery, DlqReason, EncodedRecord, RouteMode, SchemaRef, Sink, SinkConfig, SinkIdentity, SinkStats,
+};
+use outboxd_testkit::kafka::{drain, Isolation, Record};
+use outboxd_testkit::{unique_name, wait_until, Services};
+use std::sync::Arc;
+use std::time::Duration;
+
+const DRAIN: Duration = Duration::from_secs(30);
+
+struct Fixture {
+    bootstrap: String,
+    config: SinkConfig,
+    identity: SinkIdentity,
+    topic: String,
+}
+
+fn fixture() -> Fixture {
+    let services = Services::from_env();
+    let topic = unique_name("events");
+    let config = SinkConfig {
+        bootstrap_servers: services.kafka_bootstrap.clone(),
+        dlq_topic: unique_name("dlq"),
+        checkpoint_topic: unique_name("checkpoints"),
+        max_message_bytes: 10_000,
+        routing: outboxd_kafka::RoutingConfig {
+            mode: RouteMode::Fixed,
+            fixed_topic: Some(topic.clone()),
+            ..Default::default()
+        },
+        topics: outboxd_kafka::TopicsConfig {
+            replication_factor: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let identity = SinkIdentity {
+        pipeline_id: unique_name("pipe"),
+        transactional_id: unique_name("txn"),
+    };
+    Fixture {
+        bootstrap: services.kafka_bootstrap,
+        config,
+        identity,
+        topic,
+    }
+}
+
+fn event(n: u64, aggregate: &str) -> OutboxEvent {
+    OutboxEvent {
+        id: Some(format!("id-{n}")),
+        aggregate_type: Some("order".into()),
+        aggregate_id: Some(aggregate.into()),
+        event_type: Some("OrderCreated".into()),
+        payload: Some(format!("{{\"n\":{n}}}").into_bytes()),
+        lsn: Lsn(n * 10),
+        ..Default::default()
+    }
+}
+
+fn begin(n: u64) -> TxBegin {
+    TxBegin {
+        xid: n as u32,
+        final_lsn: Lsn(n * 100),
+        commit_time_us: 1_714_566_896_000_000,
+    }
+}
+
+fn commit(n: u64, events: u64) -> Commit {
+    Commit {
+        xid: n as u32,
+        commit_lsn: Lsn(n * 100),
+        end_lsn: Lsn(n * 100 + 8),
+        commit_time_us: 1_714_566_896_000_000,
+        events,
+    }
+}
+
+/// Streams one Postgres transaction `n` with `events` events through the sink.
+async fn stream_txn(sink: &mut Sink, topic: &str, n: u64, events: u64) {
+    sink.begin(&begin(n)).unwrap();
+    for i in 0..events {
+        let e = event(n * 1000 + i, &format!("agg-{}", i % 3));
+        let record = EncodedRecord {
+            topic: topic.into(),
+            key: e.aggregate_id.clone().map(String::into_bytes),
+            value: e.payload.clone().unwrap(),
+            schema: Some(SchemaRef {
+                id: 1,
+                version: Some(1),
+            }),
+        };
+        assert_eq!(sink.produce(&e, record).await.unwrap(), Delivery::Produced);
+    }
+    sink.end(&commit(n, events)).unwrap();
+}
+
+fn ids(records: &[Record]) -> Vec<String> {
+    let mut v: Vec<String> = records.iter().map(|r| r.header("id").unwrap()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn commits_carry_the_checkpoint_and_a_restart_reads_it_back() {
+    let f = fixture();
+    let stats = Arc::new(SinkStats::default());
+    let mut sink = Sink::start(f.config.clone(), f.identity.clone(), Arc::clone(&stats))
+        .await
+        .unwrap();
+    assert_eq!(sink.resume_after(), Lsn::ZERO, "no checkpoint yet");
+    stream_txn(&mut sink, &f.topic, 1, 3).await;
+    stream_txn(&mut sink, &f.topic, 2, 2).await;
+    assert!(sink.committable());
+    let c = sink.commit().await.unwrap().expect("a transaction was open");
+    assert_eq!(
+        (c.checkpoint.end_lsn, c.checkpoint.txns, c.checkpoint.events),
+        (Lsn(208), 2, 5)
+    );
+    // A second transaction from the same producer (the broker must not fence us after a commit).
+    stream_txn(&mut sink, &f.topic, 3, 1).await;
+    let c = sink.commit().await.unwrap().unwrap();
+    assert_eq!(c.checkpoint.end_lsn, Lsn(308));
+    let snap = stats.snapshot();
+    assert_eq!(
+        (snap.events_produced, snap.txns_committed, snap.pg_txns_committed),
+        (6, 2, 3)
+    );
+    assert_eq!(snap.checkpoint_end_lsn, Lsn(308));
+    drop(sink);
+
+    let records = drain(&f.bootstrap, &f.topic, Isolation::ReadCommitted, DRAIN);
+    assert_eq!(records.len(), 6);
+    let r = &records[0];
+    assert!(r.key.as_deref().is_some_and(|k| k.starts_with(b"agg-")));
+    assert_eq!(r.header("schema_id").as_deref(), Some("1"));
+    assert_eq!(
+        r.header("commit_time").as_deref(),
+        Some("2024-05-01T12:34:56.000000Z")
+    );
+    let checkpoints = drain(
+        &f.bootstrap,
+        &f.config.checkpoint_topic,
+        Isolation::ReadCommitted,
+        DRAIN,
+    );
+    assert_eq!(checkpoints.len(), 2);
+
+    let again = Sink::start(
+        f.config.clone(),
+        f.identity.clone(),
+        Arc::new(SinkStats::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.resume_after(), Lsn(308));
+    assert_eq!(again.checkpoint().unwrap().pipeline_id, f.identity.pipeline_id);
+    // Another pipeline sharing the checkpoint topic has no checkpoint.
+    let other = SinkIdentity {
+        pipeline_id: unique_name("pipe"),
+        transactional_id: unique_name("txn"),
+    };
+    let other = Sink::start(f.config.clone(), other, Arc::new(SinkStats::default()))
+        .await
+        .unwrap();
+    assert_eq!(other.resume_after(), Lsn::ZERO);
+}
+
+#[tokio::test]
+async fn aborted_transactions_are_invisible_to_read_committed() {
+    let f = fixture();
+    let stats = Arc::new(SinkStats::default());
+    let mut sink = Sink::start(f.config.clone(), f.identity.clone(), Arc::clone(&stats))
+        .await
+        .unwrap();
+    stream_txn(&mut sink, &f.topic, 1, 2).await;
+    sink.commit().await.unwrap().unwrap();
+    stream_txn(&mut sink, &f.topic, 2, 3).await;
+    sink.begin(&begin(3)).unwrap();
+    // Abort only once the records reached the broker (an abort purges what is still queued locally).
+    let bootstrap = f.bootstrap.clone();
+    wait_until("the open transaction's records on the broker", DRAIN, || {
+        let n = drain(&bootstrap, &f.topic, Isolation::ReadUncommitted, DRAIN).len();
+        std::future::ready((n == 5).then_some(()))
+    })
+    .await;
+    sink.abort().await.unwrap();
+    assert_eq!(stats.snapshot().txns_aborted, 1);
+    stream_txn(&mut sink, &f.topic, 4, 1).await;
+    sink.commit().await.unwrap().unwrap();
+    drop(sink);
+
+    let committed = drain(&f.bootstrap, &f.topic, Isolation::ReadCommitted, DRAIN);
+    assert_eq!(ids(&committed), vec!["id-1000", "id-1001", "id-4000"]);
+    let uncommitted = drain(&f.bootstrap, &f.topic, Isolation::ReadUncommitted, DRAIN);
+    assert_eq!(
+        uncommitted.len(),
+        6,
+        "read_uncommitted also sees the aborted copies"
+    );
+    let restarted = Sink::start(f.config.clone(), f.identity.clone(), stats)
+        .await
+        .unwrap();
+    assert_eq!(
+        restarted.resume_after(),
+        Lsn(408),
+        "the aborted transaction's checkpoint never counted"
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_keep_the_payload_and_say_why() {
+    let f = fixture();
+    let stats = Arc::new(SinkStats::default());
+    let mut sink = Sink::start(f.config.clone(), f.identity.clone(), Arc::clone(&stats))
+        .await
+        .unwrap();
+    sink.begin(&begin(1)).unwrap();
+    let poison = event(1, "agg-1");
+    let d = sink.dead_letter(
+        &poison,
+        DlqReason::Encoder("schema_mismatch"),
+        "$.n: expected string",
+        Some(&f.topic),
+    );
+    assert_eq!(
+        d.await.unwrap(),
+        Delivery::DeadLettered(DlqReason::Encoder("schema_mismatch"))
+    );
+    let mut big = event(2, "agg-2");
+    big.payload = Some(vec![b'x'; 20_000]);
+    let record = EncodedRecord {
+        topic: f.topic.clone(),
+        key: None,
+        value: vec![0; 20_000],
+        schema: None,
+    };
+    assert_eq!(
+        sink.produce(&big, record).await.unwrap(),
+        Delivery::DeadLettered(DlqReason::TooLarge)
+    );
+    let mut bad_headers = event(3, "agg-3");
+    bad_headers.headers = Some("[1,2]".into());
+    let record = EncodedRecord {
+        topic: f.topic.clone(),
+        key: None,
+        value: vec![1],
+        schema: None,
+    };
+    assert_eq!(
+        sink.produce(&bad_headers, record).await.unwrap(),
+        Delivery::DeadLettered(DlqReason::InvalidHeaders)
+    );
+    let fine = event(4, "agg-4");
+    let record = EncodedRecord {
+        topic: f.topic.clone(),
+        key: None,
+        value: vec![2],
+        schema: None,
+    };
+    assert_eq!(sink.produce(&fine, record).await.unwrap(), Delivery::Produced);
+    sink.end(&commit(1, 4)).unwrap();
+    sink.commit().await.unwrap().unwrap();
+    let snap = stats.snapshot();
+    assert_eq!((snap.dead_letters, snap.events_produced), (3, 1));
+    assert_eq!(snap.dead_letters_by_reason.get("too_large"), Some(&1));
+
+    let dlq = drain(&f.bootstrap, &f.config.dlq_topic, Isolation::ReadCommitted, DRAIN);
+    assert_eq!(dlq.len(), 3);
+    let by_id = |id: &str| {
+        dlq.iter()
+            .find(|r| r.header("id").as_deref() == Some(id))
+            .unwrap()
+    };
+    let r = by_id("id-1");
+    assert_eq!(r.header("dlq_reason").as_deref(), Some("schema_mismatch"));
+    assert_eq!(r.header("dlq_detail").as_deref(), Some("$.n: expected string"));
+    assert_eq!(r.header("dlq_intended_topic").as_deref(), Some(f.topic.as_str()));
+    assert_eq!(r.header("outbox_lsn").as_deref(), Some("0/A"));
+    assert_eq!(r.header("event_type").as_deref(), Some("OrderCreated"));
+    assert_eq!(r.header("aggregate_type").as_deref(), Some("order"));
+    assert_eq!(r.key.as_deref(), Some(&b"agg-1"[..]));
+    assert_eq!(
+        r.value.as_deref(),
+        Some(&br#"{"n":1}"#[..]),
+        "the original payload bytes"
+    );
+    let r = by_id("id-2");
+    assert_eq!(r.header("dlq_reason").as_deref(), Some("too_large"));
+    assert!(
+        r.value.is_none(),
+        "a payload too large even for the DLQ is dropped"
+    );
+    assert!(r.header("dlq_detail").unwrap().contains("dropped"));
+    assert_eq!(
+        by_id("id-3").header("dlq_reason").as_deref(),
+        Some("invalid_headers")
+    );
+    let events = drain(&f.bootstrap, &f.topic, Isolation::ReadCommitted, DRAIN);
+    assert_eq!(ids(&events), vec!["id-4"]);
+}
+
+#[tokio::test]
+async fn a_second_instance_fences_the_first() {
+    let f = fixture();
+    let mut first = Sink::start(
+        f.config.clone(),
+        f.identity.clone(),
+        Arc::new(SinkStats::default()),
+    )
+    .await
+    .unwrap();
+    stream_txn(&mut first, &f.topic, 1, 2).await;
+    first.commit().await.unwrap().unwrap();
+    stream_txn(&mut first, &f.topic, 2, 2).await;
+
+    // The newcomer initialises transactions: the first one's open transaction is aborted.
+    let mut second = Sink::start(
+        f.config.clone(),
+        f.identity.clone(),
+        Arc::new(SinkStats::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        second.resume_after(),
+        Lsn(108),
+        "it sees only the committed checkpoint"
+    );
+    let err = first.commit().await.unwrap_err();
+    assert!(err.is_fenced(), "expected fenced, got {err}");
+    assert!(!err.is_restartable());
+    assert!(err.to_string().contains("another instance"), "{err}");
+
+    stream_txn(&mut second, &f.topic, 2, 2).await;
+    second.commit().await.unwrap().unwrap();
+    let records = drain(&f.bootstrap, &f.topic, Isolation::ReadCommitted, DRAIN);
+    assert_eq!(
+        ids(&records),
+        vec!["id-1000", "id-1001", "id-2000", "id-2001"],
+        "no loss, no duplicate"
+    );
+}

@@ -1,0 +1,86 @@
+//! [`PipelineError`]: why [`crate::run`] stopped with an error. Every variant means "exit non-zero"; restartable
+//! failures never surface here (the pipeline restarts by itself), unless `restart.max_restarts` runs out.
+
+use outboxd_avro::AvroError;
+use outboxd_kafka::SinkError;
+use outboxd_wal::WalError;
+
+/// Why the pipeline stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The Kafka sink must halt: fenced by another instance, a fatal producer error, a topic or checkpoint
+    /// problem. Nothing more was confirmed to Postgres.
+    #[error(transparent)]
+    Sink(SinkError),
+
+    /// The WAL source must halt (server settings, slot held by another process, malformed stream).
+    #[error(transparent)]
+    Wal(WalError),
+
+    /// The Avro stage must halt (schema gate failed, registry refused a request, bad schema file).
+    #[error(transparent)]
+    Avro(AvroError),
+
+    /// Restartable failures kept coming: `restart.max_restarts` restarts in a row without a commit.
+    #[error("gave up after {restarts} restarts in a row without a commit; the last failure: {last}")]
+    TooManyRestarts {
+        /// Restarts in a row.
+        restarts: u32,
+        /// The last failure, as text.
+        last: String,
+    },
+
+    /// `OUTBOXD_FAULT` is set but not understood.
+    #[error("OUTBOXD_FAULT: {0}")]
+    Fault(String),
+}
+
+impl PipelineError {
+    /// True when another instance with the same transactional id took over.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, PipelineError::Sink(e) if e.is_fenced())
+    }
+}
+
+/// A failure of one attempt, by what the restart loop must do.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Abort, drop the source, start again from the top after a backoff.
+    Restart(String),
+    /// Stop with this error.
+    Halt(PipelineError),
+}
+
+impl From<SinkError> for Failure {
+    fn from(e: SinkError) -> Self {
+        if e.is_restartable() {
+            Failure::Restart(e.to_string())
+        } else {
+            Failure::Halt(PipelineError::Sink(e))
+        }
+    }
+}
+
+impl From<WalError> for Failure {
+    fn from(e: WalError) -> Self {
+        if e.is_retriable() {
+            Failure::Restart(e.to_string())
+        } else {
+            Failure::Halt(PipelineError::Wal(e))
+        }
+    }
+}
+
+impl From<AvroError> for Failure {
+    fn from(e: AvroError) -> Self {
+        if e.is_retriable() {
+            Failure::Restart(e.to_string())
+        } else {
+            Failure::Halt(PipelineError::Avro(e))
+        }
+    }
+}

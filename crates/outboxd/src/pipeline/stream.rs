@@ -1,0 +1,269 @@
+//! One attempt of the pipeline, in the order exactly-once needs: the sink starts (`init_transactions`, then
+//! the checkpoint `C`), then replication starts with `skip_through = C`, then transactions stream until
+//! shutdown, a fault, or a failure. Only after `commit_transaction` returns is an end LSN confirmed.
+
+use super::error::Failure;
+use super::event::{EventContext, Handled};
+use super::fault::{FaultAction, FaultPlan, FaultPoint};
+use super::shutdown::Shutdown;
+use super::PipelineConfig;
+use crate::http::Health;
+use crate::metrics as m;
+use outboxd_avro::Encoder;
+use outboxd_core::{Lsn, TxEvent};
+use outboxd_kafka::{Sink, SinkIdentity, SinkStats};
+use outboxd_wal::{Source, SourceHandle};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How an attempt ended without an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Shutdown was requested; the last complete transaction was committed and confirmed.
+    Shutdown,
+    /// An injected fault stopped it (in-process tests).
+    Fault(FaultPoint),
+}
+
+/// What an attempt shares with the run.
+#[derive(Debug)]
+pub(crate) struct RunContext<'a> {
+    pub config: &'a PipelineConfig,
+    pub encoder: &'a Encoder,
+    pub faults: &'a FaultPlan,
+    pub stats: &'a Arc<SinkStats>,
+    pub health: &'a Arc<Health>,
+}
+
+/// A running attempt: the sink, the source and what has been committed.
+pub(crate) struct Attempt<'a> {
+    ctx: &'a RunContext<'a>,
+    sink: Sink,
+    source: Option<SourceHandle>,
+    rx: mpsc::Receiver<TxEvent>,
+    /// The checkpoint read at start: transactions ending at or below it are already in Kafka.
+    skip_through: Lsn,
+    /// True while a transaction at or below `skip_through` is being skipped.
+    skipping: bool,
+    /// True once this attempt committed something (resets the restart backoff).
+    pub committed: bool,
+    /// Commit times (µs since the epoch) of the Postgres transactions in the open Kafka transaction, for the
+    /// end-to-end latency histogram.
+    commit_times: Vec<i64>,
+    /// The source's ignore counters already copied to the metrics.
+    ignored_seen: [u64; 3],
+}
+
+impl std::fmt::Debug for Attempt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attempt")
+            .field("skip_through", &self.skip_through)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Attempt<'a> {
+    /// Starts the sink (init_transactions, then the checkpoint), then replication from the checkpoint.
+    pub(crate) async fn start(ctx: &'a RunContext<'a>) -> Result<Attempt<'a>, Failure> {
+        let identity = SinkIdentity {
+            pipeline_id: ctx.config.pipeline_id(),
+            transactional_id: ctx.config.transactional_id(),
+        };
+        let sink = Sink::start(ctx.config.kafka.clone(), identity, Arc::clone(ctx.stats)).await?;
+        let skip_through = sink.resume_after();
+        let (source, rx) = Source::start(ctx.config.source.clone(), skip_through).await?;
+        tracing::info!(%skip_through, "pipeline streaming");
+        ctx.health.set_ready(true);
+        metrics::gauge!(m::SLOT_ACTIVE).set(1.0);
+        Ok(Attempt {
+            ctx,
+            sink,
+            source: Some(source),
+            rx,
+            skip_through,
+            skipping: false,
+            committed: false,
+            commit_times: Vec::new(),
+            ignored_seen: [0; 3],
+        })
+    }
+
+    /// Streams until shutdown (`Ok(Ended::Shutdown)`), an injected stop, or a failure.
+    pub(crate) async fn run(&mut self, shutdown: &mut Shutdown<'_>) -> Result<Ended, Failure> {
+        loop {
+            let deadline = self.sink.commit_deadline();
+            let linger = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => return self.finish().await,
+                event = self.rx.recv() => match event {
+                    Some(event) => {
+                        if let Some(end) = self.on_event(event, shutdown).await? {
+                            return Ok(end);
+                        }
+                    }
+                    None => return Err(self.source_ended().await),
+                },
+                _ = linger => {
+                    if let Some(end) = self.commit().await? {
+                        return Ok(end);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_event(
+        &mut self,
+        event: TxEvent,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<Option<Ended>, Failure> {
+        match event {
+            TxEvent::Begin(begin) => {
+                // The WAL stage already skips what the checkpoint covers; this guards the invariant anyway.
+                self.skipping = begin.final_lsn < self.skip_through;
+                if self.skipping {
+                    tracing::warn!(xid = begin.xid, final_lsn = %begin.final_lsn, "skipping a transaction the checkpoint covers");
+                } else {
+                    self.sink.begin(&begin)?;
+                }
+            }
+            TxEvent::Event(event) if !self.skipping => {
+                let mut cx = EventContext {
+                    sink: &mut self.sink,
+                    encoder: self.ctx.encoder,
+                    max_backoff: Duration::from_millis(
+                        self.ctx.config.restart.encode_max_backoff_ms.max(100),
+                    ),
+                    shutdown,
+                };
+                if cx.handle(&event).await? == Handled::Interrupted {
+                    return self.finish().await.map(Some);
+                }
+                if self.ctx.faults.hit(FaultPoint::MidTxn) == Some(FaultAction::Stop) {
+                    return Ok(Some(self.stop_for_fault(FaultPoint::MidTxn).await));
+                }
+            }
+            TxEvent::Event(_) => {}
+            TxEvent::Commit(commit) => {
+                if std::mem::take(&mut self.skipping) {
+                    return Ok(None);
+                }
+                self.sink.end(&commit)?;
+                self.commit_times.push(commit.commit_time_us);
+                if self.sink.commit_due() {
+                    return self.commit().await;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Commits the open Kafka transaction, then (and only then) confirms its end LSN to Postgres.
+    async fn commit(&mut self) -> Result<Option<Ended>, Failure> {
+        if !self.sink.committable() {
+            return Ok(None);
+        }
+        if self.ctx.faults.watches(FaultPoint::BeforeCommit) {
+            // Make the injected crash leave everything on the broker, uncommitted.
+            self.sink.flush().await?;
+        }
+        if self.ctx.faults.hit(FaultPoint::BeforeCommit) == Some(FaultAction::Stop) {
+            return Ok(Some(self.stop_for_fault(FaultPoint::BeforeCommit).await));
+        }
+        let Some(committed) = self.sink.commit().await? else {
+            return Ok(None);
+        };
+        self.committed = true;
+        self.record_commit(committed.duration);
+        if self.ctx.faults.hit(FaultPoint::AfterCommit) == Some(FaultAction::Stop) {
+            return Ok(Some(self.stop_for_fault(FaultPoint::AfterCommit).await));
+        }
+        if let Some(source) = &self.source {
+            source.confirm(committed.checkpoint.end_lsn);
+        }
+        Ok(None)
+    }
+
+    /// Records the commit's duration, each committed Postgres transaction's end-to-end latency, and the
+    /// source's ignored-change counters.
+    fn record_commit(&mut self, duration: Duration) {
+        metrics::histogram!(m::COMMIT_DURATION).record(duration.as_secs_f64());
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        let latency = metrics::histogram!(m::END_TO_END_LATENCY);
+        for t in self.commit_times.drain(..) {
+            latency.record(now_us.saturating_sub(t).max(0) as f64 / 1e6);
+        }
+        if let Some(source) = &self.source {
+            let st = source.progress().stats;
+            let now = [st.ignored_updates, st.ignored_deletes, st.ignored_truncates];
+            for ((kind, seen), n) in ["update", "delete", "truncate"]
+                .into_iter()
+                .zip(&mut self.ignored_seen)
+                .zip(now)
+            {
+                if n > *seen {
+                    metrics::counter!(m::EVENTS_IGNORED, "kind" => kind).increment(n - *seen);
+                    *seen = n;
+                }
+            }
+        }
+    }
+
+    /// Graceful stop: commit when between Postgres transactions, else abort; then flush the confirmation.
+    async fn finish(&mut self) -> Result<Ended, Failure> {
+        if self.sink.in_pg_transaction() {
+            tracing::info!("shutdown inside a Postgres transaction: aborting the open Kafka transaction");
+            self.sink.abort().await?;
+        } else if let Some(end) = self.commit().await? {
+            return Ok(end);
+        }
+        if let Some(source) = self.source.take() {
+            source.shutdown().await?;
+        }
+        Ok(Ended::Shutdown)
+    }
+
+    /// Injected stop: like a crash, leave any open Kafka transaction to the next `init_transactions` and
+    /// drop the replication connection without confirming anything more.
+    async fn stop_for_fault(&mut self, point: FaultPoint) -> Ended {
+        if let Some(source) = self.source.take() {
+            // Its reader sends only what was confirmed before (not the transaction just committed).
+            let _ = source.shutdown().await;
+        }
+        Ended::Fault(point)
+    }
+
+    /// The event channel closed: the reader stopped; its error says whether to restart.
+    async fn source_ended(&mut self) -> Failure {
+        let result = match self.source.as_mut() {
+            Some(source) => source.join().await,
+            None => Ok(()),
+        };
+        match result {
+            Err(e) => Failure::from(e),
+            Ok(()) => Failure::Restart("the WAL reader stopped without an error".into()),
+        }
+    }
+
+    /// After a failure: abort the open transaction (best effort) and close the replication connection. It
+    /// confirms nothing new: only what was confirmed after earlier commits.
+    pub(crate) async fn close(mut self) {
+        if let Err(e) = self.sink.abort().await {
+            tracing::debug!(error = %e, "abort after a failure");
+        }
+        if let Some(source) = self.source.take() {
+            if let Err(e) = source.shutdown().await {
+                tracing::debug!(error = %e, "replication shutdown after a failure");
+            }
+        }
+    }
+}
