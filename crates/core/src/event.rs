@@ -105,7 +105,10 @@ mod tests {
     #[test]
     fn missing_required_names_each_field() {
         let e = OutboxEvent::default();
-        assert_eq!(e.missing_required(), vec!["id", "aggregate_type", "aggregate_id", "event_type"]);
+        assert_eq!(
+            e.missing_required(),
+            vec!["id", "aggregate_type", "aggregate_id", "event_type"]
+        );
         let e = OutboxEvent {
             id: Some("a".into()),
             aggregate_id: Some(String::new()),

@@ -59,7 +59,10 @@ pub struct LsnTracker {
 impl LsnTracker {
     /// Starts at a position that is both received and confirmed (the slot's `confirmed_flush_lsn`).
     pub fn starting_at(lsn: Lsn) -> Self {
-        LsnTracker { received: lsn, confirmed: lsn }
+        LsnTracker {
+            received: lsn,
+            confirmed: lsn,
+        }
     }
 
     /// The highest end LSN handed to the next stage.
