@@ -102,6 +102,21 @@ pub fn transactional_producer(bootstrap: &str, transactional_id: &str) -> Future
 /// partition in offset order. With `read_committed` the topic must have no open transaction (the position stops
 /// at the last stable offset). Panics when the end is not reached in `timeout`.
 pub fn drain(bootstrap: &str, topic: &str, isolation: Isolation, timeout: Duration) -> Vec<Record> {
+    let mut records = Vec::new();
+    drain_each(bootstrap, topic, isolation, timeout, |r| records.push(r));
+    records.sort_by_key(|r| (r.partition, r.offset));
+    records
+}
+
+/// [`drain`] without keeping the records: hands each one to `visit` as it is read (in offset order within a
+/// partition, partitions interleaved) and returns how many there were. For topics too big to hold in memory.
+pub fn drain_each(
+    bootstrap: &str,
+    topic: &str,
+    isolation: Isolation,
+    timeout: Duration,
+    mut visit: impl FnMut(Record),
+) -> usize {
     let consumer: BaseConsumer = client_config(bootstrap)
         .set("group.id", crate::unique_name("drain"))
         .set("isolation.level", isolation.as_str())
@@ -145,15 +160,14 @@ pub fn drain(bootstrap: &str, topic: &str, isolation: Isolation, timeout: Durati
         .filter(|(_, high)| **high <= 0)
         .map(|(p, _)| *p)
         .collect();
-    let mut records = Vec::new();
+    let mut read = 0usize;
     while at_end.len() < partitions.len() {
         assert!(
             Instant::now() < deadline,
-            "draining {topic} ({}): only {} of {} partitions reached their end in {timeout:?} ({} records read)",
+            "draining {topic} ({}): only {} of {} partitions reached their end in {timeout:?} ({read} records read)",
             isolation.as_str(),
             at_end.len(),
             partitions.len(),
-            records.len()
         );
         let polled = consumer.poll(Duration::from_millis(200));
         match polled {
@@ -171,7 +185,8 @@ pub fn drain(bootstrap: &str, topic: &str, isolation: Isolation, timeout: Durati
                             .collect()
                     })
                     .unwrap_or_default();
-                records.push(Record {
+                read += 1;
+                visit(Record {
                     partition: m.partition(),
                     offset: m.offset(),
                     key: m.key().map(<[u8]>::to_vec),
@@ -190,6 +205,5 @@ pub fn drain(bootstrap: &str, topic: &str, isolation: Isolation, timeout: Durati
             }
         }
     }
-    records.sort_by_key(|r| (r.partition, r.offset));
-    records
+    read
 }

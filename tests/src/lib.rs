@@ -5,11 +5,13 @@
 //!        ├── TestDb::create()      fresh database (dropped, with its slots, when the test ends)
 //!        ├── unique_name("slot")   fresh slot / publication / topic / transactional.id names
 //!        ├── kafka::create_topic() / kafka::drain()   topics and read_committed / read_uncommitted reads
+//!        ├── cluster::Cluster::start()   a throwaway Postgres cluster with settings of its own (wal_level, ...)
 //!        └── wait_until(deadline, condition)          waiting without fixed sleeps
 //! ```
 //!
 //! A missing service is a loud failure, never a skip: every constructor panics with what to run.
 
+pub mod cluster;
 pub mod kafka;
 mod pg;
 

@@ -79,6 +79,50 @@ pub fn rfc3339_micros(us: i64) -> String {
     )
 }
 
+/// Parses what [`rfc3339_micros`] writes (`2024-05-01T12:34:56.123456Z`) back into microseconds since the Unix
+/// epoch; `None` for anything else (other offsets, precisions, or a date that does not exist).
+pub fn parse_rfc3339_micros(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let shape = b.len() == 27
+        && text.is_ascii()
+        && [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (26, b'Z'),
+        ]
+        .iter()
+        .all(|&(i, c)| b[i] == c);
+    if !shape {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let digits = &text[from..to];
+        digits
+            .bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second, micros) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 26)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let us = (days * 86_400 + hour * 3_600 + minute * 60 + second) * 1_000_000 + micros;
+    // A day past the end of its month (2023-02-30) would come back as another date: refuse it.
+    (rfc3339_micros(us) == text).then_some(us)
+}
+
 /// Parses the outbox `headers` column: a JSON object whose string values are taken as-is and other values
 /// as their JSON text. JSON `null` (or no column) means no user headers.
 pub fn parse_user_headers(raw: Option<&str>) -> Result<Vec<(String, String)>, String> {
@@ -189,11 +233,24 @@ pub fn dead_letter_headers(
         push(&mut list, "dlq_intended_topic", t);
     }
     identity_headers(&mut list, event, commit_time_us);
-    let user = parse_user_headers(event.headers.as_deref()).unwrap_or_default();
+    let user = match parse_user_headers(event.headers.as_deref()) {
+        Ok(user) => user,
+        Err(_) => {
+            // Keep the unparseable column as it was, so that nothing the row carried is lost.
+            push_opt(&mut list, "dlq_original_headers", event.headers.as_ref());
+            Vec::new()
+        }
+    };
     if let Some((parent, state)) = trace_headers(event, &user) {
         push(&mut list, "traceparent", parent);
         if let Some(state) = state {
             push(&mut list, "tracestate", state);
+        }
+    }
+    // The row's own headers travel with the dead letter, so that a replay can restore them.
+    for (k, v) in user {
+        if !RESERVED.contains(&k.as_str()) && !k.starts_with("dlq_") {
+            list.push((k, v.into_bytes()));
         }
     }
     list
@@ -253,6 +310,32 @@ mod tests {
             rfc3339_micros(4_102_444_799_000_000),
             "2099-12-31T23:59:59.000000Z"
         );
+    }
+
+    #[test]
+    fn rfc3339_parses_back() {
+        for us in [
+            0,
+            1_714_566_896_123_456,
+            951_782_400_000_000,
+            -1,
+            4_102_444_799_000_000,
+        ] {
+            assert_eq!(parse_rfc3339_micros(&rfc3339_micros(us)), Some(us), "{us}");
+        }
+        for bad in [
+            "",
+            "2024-05-01T12:34:56Z",
+            "2024-05-01 12:34:56.123456Z",
+            "2024-05-01T12:34:56.123456+00:00",
+            "2023-02-30T00:00:00.000000Z",
+            "2024-13-01T00:00:00.000000Z",
+            "2024-05-01T24:00:00.000000Z",
+            "2024-05-01T12:34:5é.12345Z",
+            "2024-0a-01T12:34:56.123456Z",
+        ] {
+            assert_eq!(parse_rfc3339_micros(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -365,5 +448,23 @@ mod tests {
         assert_eq!(get(&list, "outbox_lsn"), Some("1/10"));
         assert_eq!(get(&list, "traceparent"), Some(TP));
         assert_eq!(get(&list, "tenant"), None);
+        assert_eq!(get(&list, "dlq_original_headers"), Some("not json"));
+    }
+
+    #[test]
+    fn dead_letters_keep_the_rows_user_headers() {
+        let mut e = sample();
+        e.headers = Some(r#"{"tenant":"acme","dlq_reason":"spoof","id":"spoof"}"#.into());
+        let info = DeadLetterInfo {
+            reason: DlqReason::TooLarge,
+            detail: "big",
+            intended_topic: None,
+        };
+        let list = dead_letter_headers(&e, 0, &info);
+        assert_eq!(get(&list, "tenant"), Some("acme"));
+        assert_eq!(get(&list, "dlq_reason"), Some("too_large"));
+        assert_eq!(get(&list, "id"), Some("e1"));
+        assert_eq!(list.iter().filter(|(k, _)| k == "id" || k == "dlq_reason").count(), 2);
+        assert_eq!(get(&list, "dlq_original_headers"), None);
     }
 }

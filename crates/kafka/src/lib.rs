@@ -28,16 +28,27 @@
 //! text form, `16/B374D848`), `commit_time` (the Postgres commit time, RFC 3339 UTC with microseconds,
 //! `2024-05-01T12:34:56.123456Z`), `traceparent` / `tracestate` (W3C, only when the row carries a valid one),
 //! then the row's user headers (JSON object; non-string values as JSON text; reserved names ignored).
-//! Dead letters carry `dlq_reason` ([`DlqReason::code`]), `dlq_detail`, `dlq_intended_topic` and the identity
-//! headers, with the original payload bytes as value.
+//! Dead letters carry `dlq_reason` ([`DlqReason::code`]), `dlq_detail`, `dlq_intended_topic`, the identity
+//! headers and the row's user headers (or, when that column is not a JSON object, `dlq_original_headers` with
+//! its text), with the original payload bytes as value: everything a replay needs.
+//!
+//! Replaying dead letters (`outboxd dlq replay`): [`Replayer`] reads the dead-letter topic with a
+//! `read_committed` consumer from its group's committed offsets to the end as of the start, and writes the
+//! dead letters that now fit to their intended topics (with the pipeline's headers, built by the same code,
+//! plus `dlq_replayed_from`) and the ones that still do not back to the dead-letter topic (`dlq_replays`
+//! incremented), in Kafka transactions that also commit the group's offsets: each dead letter is handled
+//! exactly once. [`replay`] is the pure part (rebuilding the event, triage, headers).
 
 mod batch;
 mod checkpoint;
 mod config;
+mod dlq_reader;
 mod error;
 pub mod headers;
 mod producer;
 mod record;
+pub mod replay;
+mod replayer;
 pub mod route;
 mod sink;
 mod stats;
@@ -48,6 +59,9 @@ pub use config::{BatchConfig, RouteMode, RoutingConfig, SinkConfig, TopicsConfig
 pub use error::SinkError;
 pub use headers::SchemaRef;
 pub use record::{record_size, DlqReason, EncodedRecord};
+pub use replay::{DeadLetter, Replayable, Triage};
+pub use dlq_reader::DlqReader;
+pub use replayer::{ReplayIdentity, Replayed, Replayer};
 pub use route::{RouteRejection, Router};
 pub use sink::{Committed, Delivery, Sink, SinkIdentity};
 pub use stats::{SinkStats, StatsSnapshot};

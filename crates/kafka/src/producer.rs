@@ -6,10 +6,12 @@ use crate::headers::HeaderList;
 use crate::{SinkConfig, SinkError, SinkStats};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::TopicPartitionList;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -186,15 +188,14 @@ impl TxnProducer {
     }
 
     /// Runs a blocking transactional call on a blocking thread, retrying retriable errors with backoff.
-    async fn call(
-        &self,
-        op: &'static str,
-        timeout: Duration,
-        f: fn(&ThreadedProducer<SinkContext>, Duration) -> KafkaResult<()>,
-    ) -> Result<(), SinkError> {
+    async fn call<F>(&self, op: &'static str, timeout: Duration, f: F) -> Result<(), SinkError>
+    where
+        F: Fn(&ThreadedProducer<SinkContext>, Duration) -> KafkaResult<()> + Clone + Send + 'static,
+    {
         let mut backoff = Duration::from_millis(100);
         for attempt in 0..=RETRIES {
             let producer = Arc::clone(&self.inner);
+            let f = f.clone();
             let result = tokio::task::spawn_blocking(move || f(&producer, timeout))
                 .await
                 .unwrap_or(Err(KafkaError::Canceled));
@@ -265,6 +266,21 @@ impl TxnProducer {
     pub async fn flush(&self) -> Result<(), SinkError> {
         self.drained().await;
         self.call("flush", self.commit_timeout, |p, t| p.flush(t)).await
+    }
+
+    /// `send_offsets_to_transaction`: the consumer group's offsets become part of the open transaction
+    /// (committed with it, or dropped with an abort). Retried when retriable.
+    pub async fn send_offsets(
+        &self,
+        offsets: TopicPartitionList,
+        group: Arc<ConsumerGroupMetadata>,
+    ) -> Result<(), SinkError> {
+        self.call(
+            "send_offsets_to_transaction",
+            self.request_timeout,
+            move |p, t| p.send_offsets_to_transaction(&offsets, &group, t),
+        )
+        .await
     }
 
     /// `abort_transaction`: drops queued records and aborts.

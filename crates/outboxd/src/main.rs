@@ -130,13 +130,16 @@ pub enum DlqCommand {
     ///
     /// Reads the dead-letter topic from where the last replay stopped (consumer group
     /// `<pipeline id>-dlq-replay`), re-validates each event against the current schemas, and produces the ones
-    /// that now fit to their intended topics in one Kafka transaction with the group's offset, so each is
-    /// replayed exactly once. Events that still do not fit are appended to the dead-letter topic again (in
-    /// the same transaction, `dlq_replays` header incremented) and reported: nothing is lost.
+    /// that now fit to their intended topics in one Kafka transaction with the group's offset (one transaction
+    /// per `kafka.batch.max_events` dead letters), so each is replayed exactly once, even across a crash or a
+    /// rerun. Events that still do not fit are appended to the dead-letter topic again (in the same
+    /// transaction, `dlq_replays` header incremented) and reported: nothing is lost. Reads up to the end of
+    /// the topic as of the start; exit 0 whatever still fails.
     ///
     /// Example: outboxd dlq replay --config config/outboxd.toml
     Replay {
-        /// Only report what would be replayed; produce and commit nothing.
+        /// Only report what would be replayed; produce and commit nothing to Kafka. (The schemas are gated as
+        /// at `run`'s start: a compatible new version is registered when `avro.auto_register` is on.)
         #[arg(long)]
         dry_run: bool,
         /// Stop after this many dead letters.

@@ -189,11 +189,20 @@ async fn registry_check(config: &PipelineConfig) -> Check {
                     .into(),
             ),
         ),
-        Err(e) => item(
+        Err(e) if e.is_retriable() => item(
             "schemas",
             CheckStatus::Fail,
             format!("schema registry at {url}: {e}"),
             Some("is the registry running and reachable? (avro.registry_url)".into()),
+        ),
+        Err(e) => item(
+            "schemas",
+            CheckStatus::Fail,
+            e.to_string(),
+            Some(format!(
+                "check avro.schema_dir ({}) and its .avsc files, and avro.event_types",
+                config.avro.schema_dir.display()
+            )),
         ),
     }
 }

@@ -49,8 +49,9 @@ impl PipelineError {
 /// A failure of one attempt, by what the restart loop must do.
 #[derive(Debug)]
 pub(crate) enum Failure {
-    /// Abort, drop the source, start again from the top after a backoff.
-    Restart(String),
+    /// Abort, drop the source, start again from the top after a backoff. The stage that failed (`kafka`,
+    /// `postgres`, `registry`: the `reason` label of the restarts metric) and the failure as text.
+    Restart(&'static str, String),
     /// Stop with this error.
     Halt(PipelineError),
 }
@@ -58,7 +59,7 @@ pub(crate) enum Failure {
 impl From<SinkError> for Failure {
     fn from(e: SinkError) -> Self {
         if e.is_restartable() {
-            Failure::Restart(e.to_string())
+            Failure::Restart("kafka", e.to_string())
         } else {
             Failure::Halt(PipelineError::Sink(e))
         }
@@ -68,7 +69,7 @@ impl From<SinkError> for Failure {
 impl From<WalError> for Failure {
     fn from(e: WalError) -> Self {
         if e.is_retriable() {
-            Failure::Restart(e.to_string())
+            Failure::Restart("postgres", e.to_string())
         } else {
             Failure::Halt(PipelineError::Wal(e))
         }
@@ -78,7 +79,7 @@ impl From<WalError> for Failure {
 impl From<AvroError> for Failure {
     fn from(e: AvroError) -> Self {
         if e.is_retriable() {
-            Failure::Restart(e.to_string())
+            Failure::Restart("registry", e.to_string())
         } else {
             Failure::Halt(PipelineError::Avro(e))
         }

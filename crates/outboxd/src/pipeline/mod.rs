@@ -153,8 +153,9 @@ async fn pause_or_give_up(
             tracing::error!(error = %e, "pipeline stopped");
             return Err(e);
         }
-        Failure::Restart(reason) => reason,
+        Failure::Restart(stage, reason) => (stage, reason),
     };
+    let (stage, reason) = reason;
     *in_a_row += 1;
     if restart.max_restarts.is_some_and(|max| *in_a_row > max) {
         return Err(PipelineError::TooManyRestarts {
@@ -162,8 +163,8 @@ async fn pause_or_give_up(
             last: reason,
         });
     }
-    tracing::warn!(reason, backoff = ?*backoff, "restarting the pipeline from the last checkpoint");
-    metrics::counter!(crate::metrics::PIPELINE_RESTARTS).increment(1);
+    tracing::warn!(stage, reason, backoff = ?*backoff, "restarting the pipeline from the last checkpoint");
+    metrics::counter!(crate::metrics::PIPELINE_RESTARTS, "reason" => stage).increment(1);
     if shutdown.fired() {
         return Ok(false);
     }

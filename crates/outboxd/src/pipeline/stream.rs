@@ -250,7 +250,7 @@ impl<'a> Attempt<'a> {
         };
         match result {
             Err(e) => Failure::from(e),
-            Ok(()) => Failure::Restart("the WAL reader stopped without an error".into()),
+            Ok(()) => Failure::Restart("postgres", "the WAL reader stopped without an error".into()),
         }
     }
 

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
+pub mod broker;
+
 use outboxd::{run_with, FaultPlan, PipelineConfig, PipelineError, RunOptions, RunOutcome};
 use outboxd_core::Lsn;
 use outboxd_kafka::SinkStats;
@@ -261,6 +264,14 @@ impl Env {
             (records.len() >= n).then_some(records)
         })
         .await
+    }
+
+    /// Writes `config` as a TOML file for the `outboxd` binary into this test's directory (removed with the
+    /// test) and returns its path.
+    pub fn config_file(&self, config: &PipelineConfig, name: &str) -> PathBuf {
+        let path = self.schema_dir.join(format!("{name}.toml"));
+        binary::write_config(config, &path);
+        path
     }
 
     /// The slot's `confirmed_flush_lsn`.

@@ -1,0 +1,131 @@
+//! `outboxd check`, the binary, against the real services: exit 0 on a good setup, exit 3 with a `[FAIL]` line
+//! (and a fix) for each cause: `wal_level = replica`, a missing publication it may not create, a schema
+//! incompatible with the registered version, an unreachable broker.
+
+mod cli_support;
+mod support;
+
+use cli_support::{run, Output, TempDir};
+use outboxd::PipelineConfig;
+use outboxd_testkit::cluster::{free_port, Cluster, Setup};
+use outboxd_testkit::unique_name;
+use support::Env;
+
+/// The names of the checks that failed (`[FAIL] <name>: ...` lines).
+fn failed(out: &Output) -> Vec<String> {
+    out.stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("[FAIL] "))
+        .map(|l| l.split(':').next().unwrap_or_default().trim().to_string())
+        .collect()
+}
+
+/// Runs `outboxd check` with this configuration.
+async fn check(env: &Env, config: &PipelineConfig, name: &str) -> Output {
+    run(&["check"], &env.config_file(config, name)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_setup_passes() {
+    let env = Env::new().await;
+    let out = check(&env, &env.config, "good").await;
+    out.assert_code(0);
+    assert!(failed(&out).is_empty(), "{}", out.all());
+    for line in [
+        "[ok]   wal_level",
+        "[ok]   publication",
+        "[ok]   kafka:",
+        "[ok]   schemas",
+    ] {
+        assert!(out.stdout.contains(line), "{line:?} expected:\n{}", out.stdout);
+    }
+    assert!(out.stdout.contains("check: passed"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_level_replica_fails_with_exit_3() {
+    let env = Env::new().await;
+    let cluster = Cluster::start(Setup {
+        conf: "wal_level = replica",
+        ..Setup::default()
+    })
+    .await;
+    cluster.execute(include_str!("../../../config/outbox.sql")).await;
+    let mut config = env.config.clone();
+    config.source.pg_url = cluster.url("postgres");
+    let out = check(&env, &config, "replica").await;
+    out.assert_code(3);
+    assert!(failed(&out).contains(&"wal_level".to_string()), "{}", out.all());
+    assert!(
+        out.stdout.contains("ALTER SYSTEM SET wal_level = logical"),
+        "the fix is named:\n{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("check(s) failed"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_publication_it_may_not_create_fails_with_exit_3() {
+    let env = Env::new().await;
+    let mut config = env.config.clone();
+    config.source.publication = unique_name("absent");
+    config.source.create_publication = false;
+    let out = check(&env, &config, "nopub").await;
+    out.assert_code(3);
+    assert_eq!(failed(&out), vec!["publication".to_string()], "{}", out.all());
+    assert!(out.stdout.contains(&config.source.publication), "{}", out.stdout);
+
+    // The same publication, allowed to create it: passes (check changes nothing).
+    config.source.create_publication = true;
+    check(&env, &config, "mkpub").await.assert_code(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incompatible_schema_fails_with_exit_3() {
+    let env = Env::new().await;
+    // v1 registered (what `outboxd schemas register` does before a deploy).
+    let config_file = env.config_file(&env.config, "v1");
+    run(&["schemas", "register"], &config_file).await.assert_code(0);
+
+    // v2 changes `amount` from int to string: BACKWARD-incompatible under the same subject.
+    let dir = TempDir::new("outboxd_cli_check_schemas");
+    let ns = &env.ns;
+    std::fs::write(
+        dir.join("OrderCreated.avsc"),
+        format!(
+            r#"{{"type":"record","name":"OrderCreated","namespace":"{ns}","fields":[
+                {{"name":"orderId","type":"string"}},{{"name":"amount","type":"string"}}]}}"#
+        ),
+    )
+    .unwrap();
+    let mut config = env.config.clone();
+    config.avro.schema_dir = dir.0.clone();
+    let out = check(&env, &config, "v2").await;
+    out.assert_code(3);
+    assert_eq!(failed(&out), vec!["schemas".to_string()], "{}", out.all());
+    assert!(
+        out.stdout.contains(&format!("{ns}.OrderCreated")),
+        "the subject is named:\n{}",
+        out.stdout
+    );
+    // `schemas check`, the CI gate, agrees.
+    run(&["schemas", "check"], &env.config_file(&config, "v2gate"))
+        .await
+        .assert_code(3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_fails_with_exit_3() {
+    let env = Env::new().await;
+    let mut config = env.config.clone();
+    config.kafka.bootstrap_servers = format!("127.0.0.1:{}", free_port());
+    config.kafka.request_timeout_ms = 2_000;
+    let out = check(&env, &config, "nobroker").await;
+    out.assert_code(3);
+    assert_eq!(failed(&out), vec!["kafka".to_string()], "{}", out.all());
+    assert!(
+        out.stdout.contains(&config.kafka.bootstrap_servers),
+        "the address is named:\n{}",
+        out.stdout
+    );
+}
