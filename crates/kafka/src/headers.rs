@@ -464,7 +464,12 @@ mod tests {
         assert_eq!(get(&list, "tenant"), Some("acme"));
         assert_eq!(get(&list, "dlq_reason"), Some("too_large"));
         assert_eq!(get(&list, "id"), Some("e1"));
-        assert_eq!(list.iter().filter(|(k, _)| k == "id" || k == "dlq_reason").count(), 2);
+        assert_eq!(
+            list.iter()
+                .filter(|(k, _)| k == "id" || k == "dlq_reason")
+                .count(),
+            2
+        );
         assert_eq!(get(&list, "dlq_original_headers"), None);
     }
 }

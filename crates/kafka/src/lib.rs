@@ -56,11 +56,11 @@ mod topics;
 
 pub use checkpoint::Checkpoint;
 pub use config::{BatchConfig, RouteMode, RoutingConfig, SinkConfig, TopicsConfig};
+pub use dlq_reader::DlqReader;
 pub use error::SinkError;
 pub use headers::SchemaRef;
 pub use record::{record_size, DlqReason, EncodedRecord};
 pub use replay::{DeadLetter, Replayable, Triage};
-pub use dlq_reader::DlqReader;
 pub use replayer::{ReplayIdentity, Replayed, Replayer};
 pub use route::{RouteRejection, Router};
 pub use sink::{Committed, Delivery, Sink, SinkIdentity};
