@@ -1,0 +1,254 @@
+//! The tables: runs grouped by case, each figure as `median (min–max)` over the runs, ratios to the ceiling
+//! of the same run, and the targets of issue 7 checked.
+
+use crate::latency::LatencyResult;
+use crate::stats::{thousands, Summary};
+use crate::throughput::ThroughputResult;
+use std::fmt::Write;
+
+/// End-to-end throughput over the ceiling that 100-row and 1-row transactions must reach.
+const RATIO_TARGETS: &[(u64, f64)] = &[(100, 0.70), (1, 0.60)];
+/// Largest p99 at 10,000 events/s, in microseconds.
+const P99_TARGET_US: i64 = 50_000;
+/// Largest peak RSS, in bytes.
+const RSS_TARGET: f64 = 150e6;
+
+fn groups<T, K: PartialEq + Copy>(items: &[T], key: impl Fn(&T) -> K) -> Vec<(K, Vec<&T>)> {
+    let mut out: Vec<(K, Vec<&T>)> = Vec::new();
+    for item in items {
+        let k = key(item);
+        match out.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, v)) => v.push(item),
+            None => out.push((k, vec![item])),
+        }
+    }
+    out
+}
+
+fn summary<T>(runs: &[&T], f: impl Fn(&T) -> Option<f64>) -> Option<Summary> {
+    let values: Vec<f64> = runs.iter().filter_map(|r| f(r)).collect();
+    Summary::of(&values)
+}
+
+fn show(s: Option<Summary>, f: impl Fn(f64) -> String) -> String {
+    s.map_or_else(|| "–".into(), |s| s.show_with(f))
+}
+
+fn mb(bytes: f64) -> String {
+    format!("{:.0}", bytes / 1e6)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+fn tx_label(rows: u64, per_tx: u64) -> String {
+    if per_tx >= rows {
+        format!("one {}-row tx", thousands(rows as f64))
+    } else {
+        format!("{per_tx} row{}/tx", if per_tx == 1 { "" } else { "s" })
+    }
+}
+
+/// The throughput table (markdown).
+pub fn throughput_table(results: &[ThroughputResult]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| transactions | rows | runs | pg_recvlogical rows/s | outboxd events/s | outboxd MB/s | ratio to ceiling | \
+         outboxd start-up s | outboxd peak RSS MB | targets |"
+    );
+    let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for ((rows, per_tx), runs) in groups(results, |r| (r.rows, r.per_tx)) {
+        let ratio = summary(&runs, ThroughputResult::ratio);
+        let rss = summary(&runs, |r| r.relay.as_ref().map(|x| x.peak_rss as f64));
+        let mut targets = Vec::new();
+        if let (Some((_, want)), Some(r)) = (RATIO_TARGETS.iter().find(|(k, _)| *k == per_tx), ratio) {
+            targets.push(format!("ratio ≥ {want:.2}: {}", verdict(r.median >= *want)));
+        }
+        if let Some(r) = rss {
+            targets.push(format!("RSS ≤ 150 MB: {}", verdict(r.max <= RSS_TARGET)));
+        }
+        let dups: u64 = runs
+            .iter()
+            .filter_map(|r| r.relay.as_ref().map(|x| x.duplicates))
+            .sum();
+        if dups > 0 {
+            targets.push(format!("{dups} DUPLICATES"));
+        }
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            tx_label(rows, per_tx),
+            thousands(rows as f64),
+            runs.len(),
+            show(summary(&runs, |r| Some(r.ceiling_rate())), thousands),
+            show(summary(&runs, ThroughputResult::relay_rate), thousands),
+            show(summary(&runs, ThroughputResult::relay_mb_per_s), |x| format!(
+                "{x:.1}"
+            )),
+            show(ratio, |x| format!("{x:.2}")),
+            show(
+                summary(&runs, |r| r.relay.as_ref().map(|x| x.first_event_secs)),
+                |x| format!("{x:.2}")
+            ),
+            show(rss, mb),
+            if targets.is_empty() {
+                "–".into()
+            } else {
+                targets.join("; ")
+            },
+        );
+    }
+    t
+}
+
+/// Details of the data: sizes, WAL, pre-writing time.
+pub fn data_table(results: &[ThroughputResult]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| transactions | payload bytes/row (JSON) | Avro record bytes/row | WAL bytes/row | ceiling WAL MB/s | \
+         pre-writing s |"
+    );
+    let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|");
+    for ((rows, per_tx), runs) in groups(results, |r| (r.rows, r.per_tx)) {
+        let n = rows as f64;
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} |",
+            tx_label(rows, per_tx),
+            show(summary(&runs, |r| Some(r.payload_bytes as f64 / n)), |x| format!(
+                "{x:.0}"
+            )),
+            show(
+                summary(&runs, |r| r.relay.as_ref().map(|x| x.value_bytes as f64 / n)),
+                |x| format!("{x:.0}")
+            ),
+            show(summary(&runs, |r| Some(r.wal_bytes as f64 / n)), |x| format!(
+                "{x:.0}"
+            )),
+            show(
+                summary(&runs, |r| Some(r.wal_bytes as f64 / r.ceiling_secs / 1e6)),
+                |x| format!("{x:.1}")
+            ),
+            show(summary(&runs, |r| Some(r.prewrite_secs)), |x| format!("{x:.1}")),
+        );
+    }
+    t
+}
+
+/// The latency table (markdown).
+pub fn latency_table(results: &[LatencyResult]) -> String {
+    let ms = |x: f64| format!("{:.1}", x / 1000.0);
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| target events/s | rows/tx | runs | achieved events/s | p50 ms | p95 ms | p99 ms | max ms | \
+         outboxd peak RSS MB | targets |"
+    );
+    let _ = writeln!(t, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for ((rate, per_tx), runs) in groups(results, |r| (r.rate, r.per_tx)) {
+        let p99 = summary(&runs, |r| Some(r.p99_us as f64));
+        let mut targets = Vec::new();
+        if let (true, Some(p)) = (rate >= 10_000, p99) {
+            targets.push(format!(
+                "p99 ≤ 50 ms: {}",
+                verdict(p.median <= P99_TARGET_US as f64)
+            ));
+        }
+        let dups: u64 = runs.iter().map(|r| r.duplicates).sum();
+        if dups > 0 {
+            targets.push(format!("{dups} DUPLICATES"));
+        }
+        let _ = writeln!(
+            t,
+            "| {} | {per_tx} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            thousands(rate as f64),
+            runs.len(),
+            show(summary(&runs, |r| Some(r.achieved_rate)), thousands),
+            show(summary(&runs, |r| Some(r.p50_us as f64)), ms),
+            show(summary(&runs, |r| Some(r.p95_us as f64)), ms),
+            show(p99, ms),
+            show(summary(&runs, |r| Some(r.max_us as f64)), ms),
+            show(summary(&runs, |r| Some(r.peak_rss as f64)), mb),
+            if targets.is_empty() {
+                "–".into()
+            } else {
+                targets.join("; ")
+            },
+        );
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::throughput::RelayResult;
+
+    fn run(per_tx: u64, ceiling_secs: f64, relay_secs: f64) -> ThroughputResult {
+        ThroughputResult {
+            rows: 1000,
+            per_tx,
+            prewrite_secs: 1.0,
+            payload_bytes: 300_000,
+            wal_bytes: 600_000,
+            ceiling_secs,
+            relay: Some(RelayResult {
+                secs: relay_secs,
+                first_event_secs: 0.5,
+                peak_rss: 40_000_000,
+                value_bytes: 200_000,
+                duplicates: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn throughput_rows_group_runs_and_check_targets() {
+        let t = throughput_table(&[run(100, 1.0, 2.0), run(100, 1.0, 1.25), run(1, 1.0, 1.0)]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        // 100-row: ratios 0.5 and 0.8, median 0.65 < 0.70.
+        assert!(
+            lines[2].starts_with("| 100 rows/tx | 1,000 | 2 | 1,000 |"),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            lines[2].contains("0.65 (0.50–0.80)") && lines[2].contains("ratio ≥ 0.70: MISSED"),
+            "{t}"
+        );
+        assert!(
+            lines[3].contains("ratio ≥ 0.60: met") && lines[3].contains("RSS ≤ 150 MB: met"),
+            "{t}"
+        );
+        assert!(data_table(&[run(1000, 1.0, 1.0)]).contains("| one 1,000-row tx | 300 | 200 | 600 | 0.6 |"));
+    }
+
+    #[test]
+    fn latency_rows_check_the_p99_target_at_10k() {
+        let r = |rate, p99_us| LatencyResult {
+            rate,
+            per_tx: 10,
+            events: 100,
+            achieved_rate: rate as f64,
+            p50_us: 1000,
+            p95_us: 2000,
+            p99_us,
+            max_us: 90_000,
+            peak_rss: 30_000_000,
+            duplicates: 0,
+        };
+        let t = latency_table(&[r(1000, 80_000), r(10_000, 40_000)]);
+        assert!(t.lines().nth(2).unwrap().ends_with("| – |"), "{t}");
+        assert!(t.contains("p99 ≤ 50 ms: met"), "{t}");
+        let t = latency_table(&[r(10_000, 60_000)]);
+        assert!(t.contains("p99 ≤ 50 ms: MISSED"), "{t}");
+    }
+}
