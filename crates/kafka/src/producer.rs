@@ -291,6 +291,23 @@ impl TxnProducer {
         .await
     }
 
+    /// One `abort_transaction` attempt within `timeout`, no retries: after a failure the next
+    /// `init_transactions` aborts the transaction anyway, so waiting out a retry budget would only delay
+    /// the restart while the broker is away.
+    pub async fn abort_once(&self, timeout: Duration) -> Result<(), SinkError> {
+        let producer = Arc::clone(&self.inner);
+        let result = tokio::task::spawn_blocking(move || producer.abort_transaction(timeout))
+            .await
+            .unwrap_or(Err(KafkaError::Canceled));
+        result.map_err(|e| match self.failure("abort_transaction").classify(e) {
+            Reaction::Fail(e) => e,
+            Reaction::Retry(source) => SinkError::Unavailable {
+                op: "abort_transaction",
+                source,
+            },
+        })
+    }
+
     /// Queues one record in the open transaction, waiting (without blocking the thread) while librdkafka's
     /// queue is full. Gives up as aborted after the transaction timeout.
     pub async fn send(&self, record: &OutRecord<'_>) -> Result<Sent, SinkError> {

@@ -361,12 +361,31 @@ impl Sink {
 
     /// Aborts the open Kafka transaction, if any: nothing of it becomes visible to `read_committed` readers.
     pub async fn abort(&mut self) -> Result<(), SinkError> {
+        if self.mark_aborted() {
+            self.producer.abort().await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// After a failure, before the sink is dropped: one abort attempt within `timeout`, no retries (the next
+    /// instance's `init_transactions` aborts whatever is left open).
+    pub async fn abort_best_effort(&mut self, timeout: Duration) -> Result<(), SinkError> {
+        if self.mark_aborted() {
+            self.producer.abort_once(timeout).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Forgets the open batch; true when a Kafka transaction was open (and is now counted as aborted).
+    fn mark_aborted(&mut self) -> bool {
         self.batch.reset();
         if !self.kafka_txn_open {
-            return Ok(());
+            return false;
         }
         self.kafka_txn_open = false;
         self.stats.aborted();
-        self.producer.abort().await
+        true
     }
 }

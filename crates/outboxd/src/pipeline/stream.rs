@@ -257,7 +257,7 @@ impl<'a> Attempt<'a> {
     /// After a failure: abort the open transaction (best effort) and close the replication connection. It
     /// confirms nothing new: only what was confirmed after earlier commits.
     pub(crate) async fn close(mut self) {
-        if let Err(e) = self.sink.abort().await {
+        if let Err(e) = self.sink.abort_best_effort(Duration::from_secs(5)).await {
             tracing::debug!(error = %e, "abort after a failure");
         }
         if let Some(source) = self.source.take() {

@@ -2,7 +2,8 @@
 //! own data dir and port, started the way `scripts/services` starts the shared one (`up_kafka`).
 //!
 //! The broker's internal controller binds `<listen-ip>:9093`, fixed, and the shared broker owns 127.0.0.1:9093:
-//! a private broker takes the first loopback address from 127.0.0.2 whose port 9093 is free.
+//! a private broker takes the first loopback address from 127.0.0.2 (127.0.0.3 excepted: a second set of
+//! services may use it) whose port 9093 is free.
 
 use outboxd_testkit::wait_until;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -42,18 +43,29 @@ fn random_uuid() -> String {
     )
 }
 
-/// A loopback address whose controller port (9093) is free, and a free port on it.
+/// Loopback addresses (last octet) taken by the private brokers of this process.
+static CLAIMED: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+/// A loopback address whose controller port (9093) is free, and a free port on it. The port is taken below
+/// the kernel's ephemeral range (32768 and up): while the broker is down, clients reconnecting to an ephemeral
+/// port can connect to themselves (TCP simultaneous open) and keep the restarted broker from binding it.
 fn free_address() -> SocketAddr {
-    for last in 2..=32u8 {
+    let mut claimed = CLAIMED.lock().unwrap();
+    // 127.0.0.3 is left to a second set of `scripts/services` (OUTBOXD_KAFKA_HOST).
+    for last in (2..=32u8).filter(|l| *l != 3 && !claimed.contains(l)) {
         let ip = Ipv4Addr::new(127, 0, 0, last);
         if TcpListener::bind((ip, 9093)).is_err() {
             continue; // another broker's controller
         }
-        if let Ok(l) = TcpListener::bind((ip, 0)) {
-            return l.local_addr().unwrap();
+        for _ in 0..100 {
+            let port: u16 = rand::random::<u16>() % 10_000 + 20_000;
+            if TcpListener::bind((ip, port)).is_ok() {
+                claimed.push(last);
+                return SocketAddr::from((ip, port));
+            }
         }
     }
-    panic!("no loopback address 127.0.0.2..32 with port 9093 free for a private broker")
+    panic!("no loopback address in 127.0.0.2..32 with port 9093 and a port in 20000..30000 free for a private broker")
 }
 
 impl PrivateBroker {
@@ -142,8 +154,18 @@ impl PrivateBroker {
             let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
             async move {
                 if let Some(status) = exited {
+                    let sockets = std::process::Command::new("ss")
+                        .args(["-tanp"])
+                        .output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                        .unwrap_or_default();
+                    let ours: Vec<&str> = sockets
+                        .lines()
+                        .filter(|l| l.contains(&addr.ip().to_string()))
+                        .collect();
                     panic!(
-                        "the private broker exited ({status}); {}:\n{}",
+                        "the private broker exited ({status}); sockets on its address:\n{}\n{}:\n{}",
+                        ours.join("\n"),
                         log.display(),
                         std::fs::read_to_string(&log).unwrap_or_default()
                     );
@@ -182,6 +204,11 @@ impl Drop for PrivateBroker {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
             let _ = child.start_kill();
+        }
+        if let std::net::IpAddr::V4(ip) = self.addr.ip() {
+            if let Ok(mut claimed) = CLAIMED.lock() {
+                claimed.retain(|l| *l != ip.octets()[3]);
+            }
         }
         if std::env::var_os("OUTBOXD_TEST_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);

@@ -219,10 +219,11 @@ impl Env {
     pub fn spawn_with(&self, config: PipelineConfig, faults: FaultPlan) -> Running {
         let (stop, stopped) = oneshot::channel::<()>();
         let stats = Arc::new(SinkStats::default());
+        let health = outboxd::http::Health::new();
         let options = RunOptions {
             faults,
             stats: Arc::clone(&stats),
-            ..RunOptions::default()
+            health: Arc::clone(&health),
         };
         let handle = tokio::spawn(run_with(
             config,
@@ -235,6 +236,7 @@ impl Env {
             stop: Some(stop),
             handle,
             stats,
+            health,
         }
     }
 
@@ -309,6 +311,8 @@ pub struct Running {
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<Result<RunOutcome, PipelineError>>,
     pub stats: Arc<SinkStats>,
+    /// Readiness: true while an attempt streams, false between a failure and the next attempt.
+    pub health: Arc<outboxd::http::Health>,
 }
 
 impl Running {
