@@ -17,6 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// The most events taken from the source channel at once. Events left in a batch when an attempt ends were
+/// never confirmed: the next attempt reads them again from Postgres.
+const RECV_BATCH: usize = 512;
+
 /// How an attempt ended without an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ended {
@@ -91,6 +95,7 @@ impl<'a> Attempt<'a> {
 
     /// Streams until shutdown (`Ok(Ended::Shutdown)`), an injected stop, or a failure.
     pub(crate) async fn run(&mut self, shutdown: &mut Shutdown<'_>) -> Result<Ended, Failure> {
+        let mut batch = Vec::with_capacity(RECV_BATCH);
         loop {
             let deadline = self.sink.commit_deadline();
             let linger = async {
@@ -102,14 +107,17 @@ impl<'a> Attempt<'a> {
             tokio::select! {
                 biased;
                 _ = shutdown.wait() => return self.finish().await,
-                event = self.rx.recv() => match event {
-                    Some(event) => {
+                // Take whatever the source has queued in one go: one wake-up per batch instead of per event.
+                received = self.rx.recv_many(&mut batch, RECV_BATCH) => {
+                    if received == 0 {
+                        return Err(self.source_ended().await);
+                    }
+                    for event in batch.drain(..) {
                         if let Some(end) = self.on_event(event, shutdown).await? {
                             return Ok(end);
                         }
                     }
-                    None => return Err(self.source_ended().await),
-                },
+                }
                 _ = linger => {
                     if let Some(end) = self.commit().await? {
                         return Ok(end);

@@ -5,6 +5,8 @@
 
 pub mod binary;
 pub mod broker;
+pub mod fault;
+pub mod registry;
 
 use outboxd::{run_with, FaultPlan, PipelineConfig, PipelineError, RunOptions, RunOutcome};
 use outboxd_core::Lsn;
