@@ -243,13 +243,27 @@ async fn sigkills_and_injected_crashes_of_the_binary_lose_and_duplicate_nothing(
     let mut clean = Outboxd::spawn(&config, log, None);
     let records = wait_until("every row committed in Kafka", Duration::from_secs(120), || {
         let exited = clean.exited().map(|s| (describe(s), clean.log_tail(30)));
-        async {
+        let (env, topic) = (&env, &topic);
+        async move {
+            // The slot is active once this instance streams (well past the start-up, signal handlers in place).
+            let streaming: bool = env
+                .db
+                .client
+                .query_one(
+                    "SELECT coalesce(bool_or(active), false) FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&env.config.source.slot],
+                )
+                .await
+                .map(|row| row.get(0))
+                .unwrap_or(false);
             if let Some((status, log)) = exited {
                 panic!("the clean instance stopped by itself ({status}):\n{log}");
             }
-            let records = env.drain(&topic, Isolation::ReadCommitted).await;
+            let records = env.drain(topic, Isolation::ReadCommitted).await;
             let distinct: BTreeSet<String> = support::ids(&records).into_iter().collect();
-            (distinct.len() >= ROWS).then_some(records)
+            // Earlier instances may already have delivered everything: also wait until this one streams
+            // (its signal handlers are installed by then), so that the SIGTERM below tests the graceful stop.
+            (distinct.len() >= ROWS && streaming).then_some(records)
         }
     })
     .await;

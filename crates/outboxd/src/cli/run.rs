@@ -23,6 +23,7 @@ pub fn print_config(config: &PipelineConfig) -> Exit {
 
 /// Runs the pipeline until a signal, then returns its exit.
 pub async fn run(config: PipelineConfig) -> Exit {
+    let shutdown = shutdown_signal();
     outboxd_wal::install_crypto_provider();
     let faults = match FaultPlan::from_env() {
         Ok(f) => f,
@@ -64,7 +65,7 @@ pub async fn run(config: PipelineConfig) -> Exit {
         stats,
         health: health.clone(),
     };
-    let result = outboxd::run_with(config, shutdown_signal(), options).await;
+    let result = outboxd::run_with(config, shutdown, options).await;
     for task in background {
         task.abort();
     }
@@ -91,17 +92,20 @@ pub async fn run(config: PipelineConfig) -> Exit {
     }
 }
 
-/// Resolves at the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (so that a signal arriving during start-up is not fatal),
+/// and returns a future that resolves at the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        tracing::warn!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: finishing the open transaction, then stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: finishing the open transaction, then stopping"),
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing the open transaction, then stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: finishing the open transaction, then stopping"),
+        }
     }
 }
 
