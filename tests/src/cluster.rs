@@ -110,6 +110,47 @@ impl Cluster {
         cluster
     }
 
+    /// Restarts the server with that shutdown mode (`"fast"`: sessions are terminated, a checkpoint is
+    /// written; `"immediate"`: no checkpoint, crash recovery at start) and waits until it accepts sessions.
+    pub async fn restart(&self, mode: &str) {
+        let data = self.data();
+        let log = self.dir.join("postgres.log");
+        let out = self
+            .command("pg_ctl")
+            .args([
+                "-D",
+                path(&data),
+                "-l",
+                path(&log),
+                "-m",
+                mode,
+                "-w",
+                "-t",
+                "60",
+                "restart",
+            ])
+            .output()
+            .expect("running pg_ctl restart");
+        assert!(
+            out.status.success(),
+            "pg_ctl restart -m {mode} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let url = self.url("postgres");
+        wait_until(
+            "the restarted cluster accepts sessions",
+            Duration::from_secs(60),
+            || async {
+                tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+    }
+
     /// A URL for `user` on database `postgres` (no password, no TLS parameters).
     pub fn url(&self, user: &str) -> String {
         format!("postgres://{user}@127.0.0.1:{}/postgres", self.port)

@@ -135,15 +135,15 @@ impl Registry {
     /// A client for `config.registry_url`, with its credentials and request timeout.
     pub fn new(config: &AvroConfig) -> Result<Registry, AvroError> {
         let base = Url::parse(&config.registry_url).map_err(|e| {
+            // Not echoed: an unparseable URL may still hold a password.
             AvroError::Config(format!(
-                "registry_url {:?} is not a URL: {e}",
-                config.registry_url
+                "registry_url is not a URL ({e}); expected e.g. http://registry:8081"
             ))
         })?;
         if base.cannot_be_a_base() {
             return Err(AvroError::Config(format!(
-                "registry_url {:?} cannot be a base URL",
-                config.registry_url
+                "registry_url {} cannot be a base URL; expected e.g. http://registry:8081",
+                redacted(&base)
             )));
         }
         let client = reqwest::Client::builder()
@@ -158,8 +158,8 @@ impl Registry {
     }
 
     /// The registry's base URL.
-    pub fn url(&self) -> &str {
-        self.base.as_str()
+    pub fn url(&self) -> String {
+        redacted(&self.base)
     }
 
     async fn call(
@@ -184,10 +184,11 @@ impl Registry {
         if let Some(b) = body {
             req = req.header("Content-Type", CONTENT_TYPE).body(b.to_string());
         }
+        // Neither the base URL nor reqwest's message (which quotes the URL) may carry the credentials out.
         let unreachable = |e: reqwest::Error| AvroError::Unreachable {
-            url: self.base.to_string(),
+            url: redacted(&self.base),
             what: what.clone(),
-            detail: error_chain(&e),
+            detail: error_chain(&e.without_url()),
         };
         let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status().as_u16();
@@ -409,6 +410,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+/// The URL with any password replaced by `***`, for messages.
+fn redacted(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
 }
 
 #[cfg(test)]

@@ -44,9 +44,7 @@ async fn outboxd(args: &[&str], config: Option<&Path>) -> (Option<i32>, String) 
 /// The topic names on the broker that start with `prefix`.
 fn topics_with_prefix(bootstrap: &str, prefix: &str) -> Vec<String> {
     let consumer: BaseConsumer = client_config(bootstrap).create().unwrap();
-    let md = consumer
-        .fetch_metadata(None, Duration::from_secs(10))
-        .unwrap();
+    let md = consumer.fetch_metadata(None, Duration::from_secs(10)).unwrap();
     md.topics()
         .iter()
         .map(|t| t.name().to_string())

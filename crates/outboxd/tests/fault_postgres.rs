@@ -28,6 +28,24 @@ async fn kill_walsender(cluster: &Cluster, slot: &str) -> bool {
     row.get::<_, Option<bool>>(0) == Some(true)
 }
 
+/// The pid of the walsender streaming `slot`, if any.
+async fn walsender_pid(cluster: &Cluster, slot: &str) -> Option<i32> {
+    let (client, conn) = tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
+        .await
+        .ok()?;
+    let conn = tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .ok()?;
+    drop(client);
+    let _ = conn.await;
+    row.get::<_, Option<i32>>(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restarts_and_a_cut_replication_connection_lose_and_duplicate_nothing() {
     let cluster = Cluster::start(Setup {
@@ -42,16 +60,23 @@ async fn postgres_restarts_and_a_cut_replication_connection_lose_and_duplicate_n
     let running = env.spawn_with(env.config.clone(), FaultPlan::none());
     env.wait_for(&env.topic("order"), 20, &running).await;
 
+    let mut last_walsender = None;
     for fault in ["fast", "immediate", "walsender", "immediate", "walsender", "fast"] {
-        // The pipeline is streaming (it has produced something since the last fault) before the next one.
+        // The pipeline streams again (a new walsender holds the slot, and it produced since) before the next
+        // fault, so that each fault costs its own restart.
         let produced = running.stats.snapshot().events_produced;
         writers.wait_progress(30).await;
-        let stats = running.stats.clone();
-        outboxd_testkit::wait_until("the pipeline to produce again", support::WAIT, || {
-            let stats = stats.clone();
-            async move { (stats.snapshot().events_produced > produced).then_some(()) }
-        })
-        .await;
+        let walsender =
+            outboxd_testkit::wait_until("a new walsender to stream the slot", support::WAIT, || {
+                let (stats, cluster, slot) = (running.stats.clone(), &cluster, &slot);
+                async move {
+                    let pid = walsender_pid(cluster, slot).await?;
+                    (Some(pid) != last_walsender && stats.snapshot().events_produced > produced)
+                        .then_some(pid)
+                }
+            })
+            .await;
+        last_walsender = Some(walsender);
         match fault {
             "walsender" => assert!(
                 kill_walsender(&cluster, &slot).await,

@@ -58,7 +58,9 @@ async fn a_registry_outage_pauses_new_event_types_and_the_stream_resumes_by_itse
     assert!(!running.is_finished(), "the pipeline must wait, not stop");
     let dlq_topic = env.config.kafka.dlq_topic.clone();
     assert!(
-        env.drain(&env.topic("customer"), Isolation::ReadCommitted).await.is_empty(),
+        env.drain(&env.topic("customer"), Isolation::ReadCommitted)
+            .await
+            .is_empty(),
         "nothing of the new event type is produced while the registry is down"
     );
     assert!(

@@ -31,6 +31,25 @@ pub fn install_crypto_provider() {
 pub struct Source;
 
 impl Source {
+    /// Waits until no other process streams from the slot (or fails at once with `on_slot_busy = "exit"`,
+    /// naming the holder), without taking it and without creating anything. The pipeline calls this before it
+    /// starts its Kafka producer: a standby instance must not fence the active one (same transactional id)
+    /// while the active one still holds the slot. A slot that does not exist yet is free.
+    pub async fn wait_for_free_slot(config: &SourceConfig) -> Result<(), WalError> {
+        config.validate()?;
+        install_crypto_provider();
+        let client = PgTarget::new(config)?.connect().await?;
+        if setup::slot_row(&client, &config.slot).await?.is_none() {
+            return Ok(());
+        }
+        let deadline = config
+            .slot_busy_timeout_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        setup::wait_until_slot_free(&client, config, deadline)
+            .await
+            .map(|_| ())
+    }
+
     /// Checks the server, creates the publication and slot when configured, waits for the slot to be free
     /// (or fails, per `on_slot_busy`), and starts streaming. `skip_through` is the sink's checkpoint: every
     /// transaction ending at or below it is not emitted again.

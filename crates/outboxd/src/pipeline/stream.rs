@@ -74,6 +74,10 @@ impl<'a> Attempt<'a> {
             pipeline_id: ctx.config.pipeline_id(),
             transactional_id: ctx.config.transactional_id(),
         };
+        // A standby must not fence the active instance (same transactional id) while that one holds the slot:
+        // wait for the slot first. Then init_transactions (in Sink::start) fences any zombie, and only then is
+        // the checkpoint read and the slot taken, as the exactly-once argument requires.
+        Source::wait_for_free_slot(&ctx.config.source).await?;
         let sink = Sink::start(ctx.config.kafka.clone(), identity, Arc::clone(ctx.stats)).await?;
         let skip_through = sink.resume_after();
         let (source, rx) = Source::start(ctx.config.source.clone(), skip_through).await?;

@@ -194,6 +194,25 @@ impl PrivateBroker {
         self.launch().await;
     }
 
+    /// Its data directory (`--log-dir`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// True while the process runs (false once killed or exited by itself).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Forgets a process that exited by itself, so that [`PrivateBroker::restart`] can start it again.
+    pub async fn reap(&mut self) {
+        if !self.is_running() {
+            self.kill().await;
+        }
+    }
+
     /// The broker's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()

@@ -40,7 +40,9 @@ pub async fn attach(env: &mut Env, cluster: &Cluster) -> String {
         ))
         .await;
     cluster
-        .execute(&format!("SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"))
+        .execute(&format!(
+            "SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"
+        ))
         .await;
     env.config.source.pg_url = url.clone();
     env.config.restart.max_restarts = Some(500);

@@ -58,13 +58,17 @@ impl PrivateRegistry {
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.bin));
         self.child = Some(child);
         let url = format!("{}/subjects", self.url());
-        wait_until("the private registry answers", Duration::from_secs(30), || async {
-            reqwest::get(&url)
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        })
+        wait_until(
+            "the private registry answers",
+            Duration::from_secs(30),
+            || async {
+                reqwest::get(&url)
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            },
+        )
         .await;
     }
 
