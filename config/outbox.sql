@@ -22,7 +22,9 @@ CREATE TABLE IF NOT EXISTS public.outbox (
     -- Optional W3C trace context of the writing request, propagated as Kafka headers.
     traceparent    text,
     tracestate     text,
-    -- Optional schema version to encode with (latest registered version when NULL).
+    -- Optional, informational: the writer's idea of the schema version. outboxd always encodes with the
+    -- event type's configured schema (config avro.schema_dir / avro.event_types) and reports the registry's
+    -- version in the schema_version header; this column does not select a version.
     schema_version int,
     -- When the row was written (informational; printed in UTC by outboxd).
     created_at     timestamptz NOT NULL DEFAULT now()
