@@ -1,8 +1,8 @@
 //! Fault suite, two `outboxd run` binaries on one slot.
 //! - Started at the same moment with the same configuration (`on_slot_busy = "wait"`): exactly one streams.
-//!   Each waits for the slot before it initialises the (shared) transactional id; if both pass that check at
-//!   once, the later `init_transactions` wins and the other exits fenced (code 4) or waits for the slot. The
-//!   loser never commits: the read_committed audit shows every row exactly once.
+//!   Both initialise the same transactional id; the later `init_transactions` wins the Kafka side, so the
+//!   other either exits fenced (code 4) or waits for the slot. The loser never commits: the read_committed
+//!   audit shows every row exactly once.
 //! - With `on_slot_busy = "exit"`: a second deployment (its own transactional id) exits non-zero naming the
 //!   holder's pid, and the first streams on; so does a second instance of the SAME configuration, which must
 //!   not fence the running one (it looks at the slot before it touches Kafka).

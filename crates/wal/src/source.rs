@@ -32,9 +32,9 @@ pub struct Source;
 
 impl Source {
     /// Waits until no other process streams from the slot (or fails at once with `on_slot_busy = "exit"`,
-    /// naming the holder), without taking it and without creating anything. The pipeline calls this before it
-    /// starts its Kafka producer: a standby instance must not fence the active one (same transactional id)
-    /// while the active one still holds the slot. A slot that does not exist yet is free.
+    /// naming the holder), without taking it and without creating anything. With `on_slot_busy = "exit"` the
+    /// pipeline calls this before it starts its Kafka producer, so that a second instance leaves a running one
+    /// (same transactional id) alone instead of fencing it. A slot that does not exist yet is free.
     pub async fn wait_for_free_slot(config: &SourceConfig) -> Result<(), WalError> {
         config.validate()?;
         install_crypto_provider();

@@ -12,7 +12,7 @@ use crate::metrics as m;
 use outboxd_avro::Encoder;
 use outboxd_core::{Lsn, TxEvent};
 use outboxd_kafka::{Sink, SinkIdentity, SinkStats};
-use outboxd_wal::{Source, SourceHandle};
+use outboxd_wal::{SlotBusy, Source, SourceHandle};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -74,10 +74,14 @@ impl<'a> Attempt<'a> {
             pipeline_id: ctx.config.pipeline_id(),
             transactional_id: ctx.config.transactional_id(),
         };
-        // A standby must not fence the active instance (same transactional id) while that one holds the slot:
-        // wait for the slot first. Then init_transactions (in Sink::start) fences any zombie, and only then is
-        // the checkpoint read and the slot taken, as the exactly-once argument requires.
-        Source::wait_for_free_slot(&ctx.config.source).await?;
+        // With on_slot_busy = "exit", a second instance must leave a running one alone: look at the slot
+        // (read-only) before init_transactions, which would fence the running instance (same transactional
+        // id). With "wait", the newcomer takes over: it fences the running instance, which exits 4 and
+        // releases the slot. Either way init_transactions comes before the checkpoint is read and the slot
+        // is taken, as the exactly-once argument requires.
+        if ctx.config.source.on_slot_busy == SlotBusy::Exit {
+            Source::wait_for_free_slot(&ctx.config.source).await?;
+        }
         let sink = Sink::start(ctx.config.kafka.clone(), identity, Arc::clone(ctx.stats)).await?;
         let skip_through = sink.resume_after();
         let (source, rx) = Source::start(ctx.config.source.clone(), skip_through).await?;
