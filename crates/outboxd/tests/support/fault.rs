@@ -11,18 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// The outbox table of a private cluster (the same shape as the shared suites' table).
-const TABLE: &str = "CREATE TABLE public.outbox (
-    id             text PRIMARY KEY,
-    aggregate_type text,
-    aggregate_id   text,
-    event_type     text,
-    payload        text,
-    headers        jsonb,
-    traceparent    text,
-    tracestate     text,
-    created_at     timestamptz NOT NULL DEFAULT now()
-)";
+// The private cluster gets the same outbox table as the shared test databases.
+use super::TABLE;
 
 /// `postgresql.conf` lines a private cluster needs for logical replication.
 pub const LOGICAL: &str = "wal_level = logical\nmax_wal_senders = 10\nmax_replication_slots = 10\n";
