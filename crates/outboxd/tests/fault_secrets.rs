@@ -5,14 +5,14 @@
 //! passing `check`, `--print-config`, and a `check` failing only on an unreachable registry with credentials.
 //! None may contain a secret. Needs `scripts/services up`.
 
+mod cli_support;
 mod support;
 
 use outboxd_testkit::cluster::{Cluster, Setup};
 use outboxd_testkit::kafka::Isolation;
 use outboxd_testkit::wait_until;
 use std::path::Path;
-use std::process::Stdio;
-use support::binary::{describe, OUTBOXD};
+use support::binary::describe;
 use support::fault::{attach, Writers, LOGICAL};
 use support::{Env, WAIT};
 
@@ -37,22 +37,9 @@ async fn outboxd(args: &[&str], file: &Path) -> (Option<i32>, String) {
 }
 
 fn command(args: &[&str], file: &Path) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(OUTBOXD);
-    cmd.args(args)
-        .arg("--config")
-        .arg(file)
-        .env_remove("OUTBOXD_CONFIG")
-        .env_remove("OUTBOXD_FAULT")
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("OUTBOXD_") && k.contains("__") {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = cli_support::outboxd(args);
+    // Debug logs: the most a secret could leak into.
+    cmd.arg("--config").arg(file).env("RUST_LOG", "debug");
     cmd
 }
 
