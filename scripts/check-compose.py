@@ -7,6 +7,20 @@ pointed at that Kafka, and an outboxd service built from a Dockerfile whose COPY
 Exit 0 when every check passes; 1 with one line per problem otherwise.
 """
 import os
+
+# Broker settings that docker-compose.yml must share with the local services: transactions on a single node
+# and topic creation.
+MATCHING_BROKER_SETTINGS = (
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "share.coordinator.state.topic.replication.factor",
+    "share.coordinator.state.topic.min.isr",
+    "default.replication.factor",
+    "min.insync.replicas",
+    "auto.create.topics.enable",
+    "group.initial.rebalance.delay.ms",
+)
 import re
 import sys
 
@@ -55,11 +69,25 @@ def check(path: str) -> list:
     kenv = services["kafka"].get("environment") or {}
     if "controller" not in str(kenv.get("KAFKA_PROCESS_ROLES", "")):
         problems.append("kafka: KAFKA_PROCESS_ROLES must include controller (KRaft mode)")
-    for key, want in (("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1"),
-                      ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1"),
-                      ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")):
-        if str(kenv.get(key)) != want:
-            problems.append(f"kafka: {key} must be {want} on a single broker (transactions need it)")
+    image = str(services["kafka"].get("image", ""))
+    if not image.startswith("apache/kafka:4.4"):
+        problems.append(f"kafka: image must be apache/kafka:4.4.x (the version the local services run), not {image!r}")
+    # The settings of the local broker that matter to outboxd (transactions on one node, topic creation) must
+    # be the same here: they are read from tools/kafka/server.properties.
+    local = {}
+    with open(os.path.join(root, "tools/kafka/server.properties")) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                k, v = line.split("=", 1)
+                local[k.strip()] = v.strip()
+    for prop in MATCHING_BROKER_SETTINGS:
+        key = "KAFKA_" + prop.upper().replace(".", "_")
+        if prop not in local:
+            problems.append(f"tools/kafka/server.properties: {prop} is missing")
+        elif str(kenv.get(key)).lower() != local[prop].lower():
+            problems.append(f"kafka: {key} must be {local[prop]!r} as in tools/kafka/server.properties, "
+                            f"got {kenv.get(key)!r}")
     for key in ("KAFKA_NODE_ID", "KAFKA_CONTROLLER_QUORUM_VOTERS", "KAFKA_LISTENERS", "KAFKA_ADVERTISED_LISTENERS",
                 "KAFKA_CONTROLLER_LISTENER_NAMES"):
         if key not in kenv:

@@ -98,6 +98,34 @@ pub fn transactional_producer(bootstrap: &str, transactional_id: &str) -> Future
     producer
 }
 
+/// How many offsets of `topic` lie between its last stable offset and its high watermark, over all
+/// partitions: more than 0 exactly while a transaction that wrote to it is open (neither committed nor
+/// aborted). Read with ListOffsets at both isolation levels; panics when the broker does not answer.
+pub fn open_transaction_offsets(bootstrap: &str, topic: &str) -> i64 {
+    let end = |isolation: Isolation| -> i64 {
+        let consumer: BaseConsumer = client_config(bootstrap)
+            .set("group.id", crate::unique_name("ends"))
+            .set("isolation.level", isolation.as_str())
+            .create()
+            .unwrap_or_else(|e| panic!("consumer for {bootstrap}: {e}"));
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("metadata of {topic} on {bootstrap}: {e}"));
+        metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("watermarks of {topic}/{p} on {bootstrap}: {e}"))
+                    .1
+            })
+            .sum()
+    };
+    end(Isolation::ReadUncommitted) - end(Isolation::ReadCommitted)
+}
+
 /// Reads every record of `topic` from the beginning up to its high watermark as of the call, partition by
 /// partition in offset order. With `read_committed` the topic must have no open transaction (the position stops
 /// at the last stable offset). Panics when the end is not reached in `timeout`.

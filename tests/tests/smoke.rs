@@ -32,8 +32,9 @@ async fn aborted_transaction_is_invisible_to_read_committed() {
     let producer = transactional_producer(&services.kafka_bootstrap, &unique_name("txn"));
     let timeout = Duration::from_secs(30);
 
-    // Two committed transactions around an aborted one: the second commit proves the broker keeps the
-    // producer epoch across commits (transaction.version=1 was set by scripts/services).
+    // Two committed transactions around an aborted one: the second commit proves one producer goes on
+    // committing after an abort (with transaction.version 2, the broker's default, the epoch is bumped at
+    // every end of transaction and the producer follows it).
     for (value, commit) in [("committed-1", true), ("aborted", false), ("committed-2", true)] {
         producer.begin_transaction().unwrap();
         producer

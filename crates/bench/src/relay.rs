@@ -137,8 +137,6 @@ impl RelaySpec<'_> {
                 "dlq_topic": self.topics.dlq,
                 "checkpoint_topic": self.topics.checkpoints,
                 "routing": { "mode": "fixed", "fixed_topic": self.topics.events },
-                // One local broker (crabka refuses the "broker default" of -1).
-                "topics": { "replication_factor": 1 },
             },
             // Metrics on, as in production, on a free port (runs must not collide with another outboxd).
             "observability": { "listen": "127.0.0.1:0" },

@@ -273,8 +273,9 @@ async fn a_crash_before_the_commit_leaves_nothing_and_reruns_replay_once() {
         one.all(),
         rest.all()
     );
-    // Every partition's offset goes with every commit: crabka keeps the crashed transaction's offsets
-    // buffered past the abort, and would otherwise commit them with the next transaction (losing dead letters).
+    // Every partition's offset goes with every commit, so that what the next transaction commits never
+    // depends on what a crashed one had sent (a broker that kept those offsets past the abort would
+    // otherwise commit them with the next transaction and skip dead letters).
     let records = t.topic(Isolation::ReadCommitted).await;
     assert_exactly_once(&records, &t.expected());
     let dead = t.dlq().await;

@@ -380,10 +380,8 @@ async fn a_second_binary_with_the_same_transactional_id_fences_the_first_which_e
     .await;
 
     // Same config, so same transactional id and slot: its init_transactions fences the first, then it waits
-    // for the slot (and says so in its log). No row is written meanwhile, so the first is idle: when
-    // init_transactions lands in the middle of the first's AddPartitionsToTxn instead, crabka-broker 0.3.8
-    // answers with a wrong error code (24, INVALID_GROUP_ID, for its INVALID_TXN_STATE), librdkafka takes it
-    // as abortable, and the first instance restarts and fences the second in turn.
+    // for the slot (and says so in its log). No row is written meanwhile, so the first is idle and the
+    // fence meets it between transactions: its next transaction fails as fenced.
     let mut second = Outboxd::spawn(&config, &second_log.path, None);
     wait_until("the second instance to wait for the slot", WAIT, || {
         let exited = second.exited().map(|s| (describe(s), second.log_tail(30)));

@@ -1,8 +1,9 @@
-//! Fault suite, the broker's disk full: a private broker whose data directory is a small tmpfs of our own
-//! (mounted by the test; needs root, as the suite runs in CI), filled up mid-stream while writers insert.
-//! crabka-broker takes its log dir offline at the first ENOSPC and then shuts itself down (KIP-112); the
-//! pipeline fails its transaction and keeps restarting; once space is freed and the broker started again it
-//! carries on by itself, and a read_committed audit ends the test.
+//! Fault suite, the broker's disk full: a private Apache Kafka broker whose data directory is a small tmpfs
+//! of our own (mounted by the test; needs root, as the suite runs in CI), filled up mid-stream while writers
+//! insert. Kafka takes a log dir offline at the first ENOSPC, and a KRaft node whose metadata log dir is
+//! offline halts; the pipeline fails its transaction and keeps restarting; once space is freed and the broker
+//! started again it carries on by itself. The audit: read_committed holds every row exactly once in order,
+//! and read_uncommitted holds aborted copies (the disk filled under an open transaction).
 //! (The broker down past the transaction timeout is broker_restart.rs's `LongWhileIdle` outage.)
 //! Needs `scripts/services up`.
 
@@ -46,13 +47,7 @@ fn run(cmd: &mut Command) {
     assert!(status.success(), "{cmd:?} failed");
 }
 
-/// Ignored: the disk fills while a transaction is open, and crabka-broker 0.3.8 then serves that aborted
-/// transaction's records to read_committed consumers after its restart (the same broker limitation as
-/// broker_restart.rs's ignored test: duplicates of the aborted copy). No loss was seen. Run against a real
-/// Kafka to check outboxd's side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "crabka-broker 0.3.8 shows an aborted transaction's records to read_committed after its restart \
-            (docs/reliability.md)"]
 async fn a_full_broker_disk_stops_the_stream_and_it_resumes_once_space_is_freed() {
     let mut broker = PrivateBroker::start().await;
     // Move the fresh data dir onto a 48 MB tmpfs.
@@ -64,6 +59,8 @@ async fn a_full_broker_disk_stops_the_stream_and_it_resumes_once_space_is_freed(
     let _tmpfs = Tmpfs::mount(&data, "48m");
     run(Command::new("cp").arg("-a").arg(seed.join(".")).arg(&data));
     broker.restart().await;
+    let seeded = std::fs::read_dir(&data).unwrap().count();
+    assert!(seeded > 0, "the data dir was copied onto the tmpfs");
 
     let mut env = Env::new().await;
     env.config.kafka.bootstrap_servers = broker.bootstrap.clone();
@@ -94,8 +91,8 @@ async fn a_full_broker_disk_stops_the_stream_and_it_resumes_once_space_is_freed(
     );
     writers.wait_progress(100).await;
 
-    // crabka-broker (like Kafka, KIP-112) takes the log dir offline at the first ENOSPC and shuts itself down
-    // once all its log dirs are offline: the operator frees space and starts it again.
+    // Kafka takes the log dir offline at the first ENOSPC (KIP-112); it is also the metadata log dir, so the
+    // node halts: the operator frees space and starts it again.
     let deadline = std::time::Instant::now() + WAIT;
     while broker.is_running() {
         assert!(
@@ -110,7 +107,6 @@ async fn a_full_broker_disk_stops_the_stream_and_it_resumes_once_space_is_freed(
         broker.log()
     );
     std::fs::remove_file(&filler).unwrap();
-    broker.reap().await;
     broker.restart().await;
     writers.wait_progress(50).await;
     writers.stop().await;
@@ -118,9 +114,13 @@ async fn a_full_broker_disk_stops_the_stream_and_it_resumes_once_space_is_freed(
     env.wait_for(&env.topic("order"), expected.len(), &running).await;
     let outcome = running.stop().await.unwrap();
     let audit = audit_orders(&env, &expected).await;
+    assert!(
+        audit.aborted > 0,
+        "read_uncommitted shows no aborted copy: the disk did not fill under an open transaction"
+    );
     eprintln!(
-        "FIGURES fault_broker_disk: broker shut itself down on ENOSPC and was restarted; restarts={} rows_audited={} \
-         duplicates=0 lost=0",
-        outcome.restarts, audit.rows
+        "FIGURES fault_broker_disk: broker halted on ENOSPC and was restarted; restarts={} rows_audited={} \
+         aborted_copies={} duplicates=0 lost=0",
+        outcome.restarts, audit.rows, audit.aborted
     );
 }

@@ -133,11 +133,26 @@ impl Outboxd {
 
     /// Sends SIGTERM (graceful stop: commit or abort, confirm, exit 0).
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// SIGSTOP: the process freezes where it is (a stalled relay: GC pause, overloaded host, debugger), its
+    /// connections left open.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`Outboxd::pause`].
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
+            .args([&format!("-{sig}"), &self.pid.to_string()])
             .status()
             .expect("running kill");
-        assert!(status.success(), "kill -TERM {} failed", self.pid);
+        assert!(status.success(), "kill -{sig} {} failed", self.pid);
     }
 
     /// SIGTERM, then waits for the exit status.

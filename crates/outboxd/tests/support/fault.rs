@@ -151,20 +151,25 @@ pub struct Audit {
     pub rows: usize,
     /// Dead letters read from the DLQ.
     pub dead_letters: usize,
+    /// Records that only read_uncommitted sees: copies written by transactions that were aborted.
+    pub aborted: usize,
 }
 
 /// The read_committed audit: every id of `expected` exactly once on the `order` topic, per-aggregate order
-/// kept, and the DLQ empty.
+/// kept, and the DLQ empty; also counts the aborted copies that read_uncommitted sees on top.
 pub async fn audit_orders(env: &Env, expected: &[String]) -> Audit {
-    let records = env.drain(&env.topic("order"), Isolation::ReadCommitted).await;
+    let topic = env.topic("order");
+    let records = env.drain(&topic, Isolation::ReadCommitted).await;
     assert_exactly_once(&records, expected);
     assert_per_key_order(&records, expected);
     let dlq = env
         .drain(&env.config.kafka.dlq_topic, Isolation::ReadCommitted)
         .await;
     assert!(dlq.is_empty(), "no dead letter expected, got {}", dlq.len());
+    let uncommitted = env.drain(&topic, Isolation::ReadUncommitted).await;
     Audit {
         rows: records.len(),
         dead_letters: 0,
+        aborted: uncommitted.len().saturating_sub(records.len()),
     }
 }

@@ -130,7 +130,6 @@ impl Env {
         config.kafka.dlq_topic = format!("{prefix}.dlq");
         config.kafka.checkpoint_topic = format!("{prefix}.checkpoints");
         config.kafka.batch.linger_ms = 50;
-        config.kafka.topics.replication_factor = 1; // the local broker refuses -1 (broker default)
         config.restart.initial_backoff_ms = 100;
         config.restart.max_backoff_ms = 1_000;
         config.restart.max_restarts = Some(20);
