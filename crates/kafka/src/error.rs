@@ -40,6 +40,26 @@ pub enum SinkError {
         source: KafkaError,
     },
 
+    /// The broker aborted the open transaction because it outlived `transaction.timeout.ms` (the relay or the
+    /// broker stalled), and bumped the producer epoch doing so: librdkafka then reports this producer as
+    /// fenced, although no other instance took over. Restart from the last checkpoint with a new producer.
+    #[error(
+        "Kafka transaction open for {open_for:?}, past kafka.transaction_timeout_ms ({timeout:?}): the broker \
+         aborted it and fenced this producer's epoch ({detail}, during {op}). Restarting from the last \
+         checkpoint with a new producer; if this repeats, raise kafka.transaction_timeout_ms or look for what \
+         stalls outboxd or the broker"
+    )]
+    TimedOut {
+        /// The operation that failed.
+        op: &'static str,
+        /// How long the transaction had been open.
+        open_for: std::time::Duration,
+        /// The configured transaction timeout.
+        timeout: std::time::Duration,
+        /// librdkafka's description.
+        detail: String,
+    },
+
     /// Another producer with the same `transactional.id` initialised transactions after this one. Halt.
     #[error(
         "producer fenced during {op}: another instance with transactional.id {transactional_id:?} took over \
@@ -102,7 +122,10 @@ impl SinkError {
     /// True when the pipeline should abort, reconnect and resume from the last checkpoint; false when it
     /// must stop.
     pub fn is_restartable(&self) -> bool {
-        matches!(self, SinkError::Unavailable { .. } | SinkError::Aborted { .. })
+        matches!(
+            self,
+            SinkError::Unavailable { .. } | SinkError::Aborted { .. } | SinkError::TimedOut { .. }
+        )
     }
 
     /// True when another instance with the same transactional id took over.
@@ -140,6 +163,8 @@ pub(crate) struct Failure<'a> {
     pub transactional_id: &'a str,
     /// The producer's fatal error, if it has one (`rd_kafka_fatal_error`).
     pub fatal: Option<(RDKafkaErrorCode, String)>,
+    /// How long the current transaction has been open, and the transaction timeout, if one is open.
+    pub txn_age: Option<(std::time::Duration, std::time::Duration)>,
 }
 
 impl Failure<'_> {
@@ -149,11 +174,24 @@ impl Failure<'_> {
             op,
             transactional_id,
             fatal,
+            txn_age,
         } = self;
-        let fenced = |detail: String| SinkError::Fenced {
-            op,
-            transactional_id: transactional_id.to_string(),
-            detail,
+        // A fence met by a transaction older than the timeout is the broker's abort of that transaction (it
+        // bumps the epoch), not a newer instance: on Apache Kafka both arrive as the same fatal error. Should a
+        // newer instance also exist, the restart's init_transactions fences it in turn and one of the two
+        // ends up owning the stream; fencing keeps it exactly once either way.
+        let fenced = |detail: String| match txn_age {
+            Some((open_for, timeout)) if open_for >= timeout => SinkError::TimedOut {
+                op,
+                open_for,
+                timeout,
+                detail,
+            },
+            _ => SinkError::Fenced {
+                op,
+                transactional_id: transactional_id.to_string(),
+                detail,
+            },
         };
         if let Some((code, detail)) = fatal {
             return Reaction::Fail(if is_fencing_code(code) {
@@ -198,13 +236,44 @@ impl Failure<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn failure(fatal: Option<(RDKafkaErrorCode, String)>) -> Failure<'static> {
         Failure {
             op: "commit",
             transactional_id: "outboxd-slot",
             fatal,
+            txn_age: None,
         }
+    }
+
+    #[test]
+    fn a_fence_met_by_a_transaction_past_its_timeout_is_the_brokers_abort_and_restarts() {
+        let epoch_bumped = || {
+            Some((
+                RDKafkaErrorCode::ProducerFenced,
+                "Failed to add partitions to transaction: fenced".into(),
+            ))
+        };
+        let old = Failure {
+            txn_age: Some((Duration::from_secs(7), Duration::from_secs(5))),
+            ..failure(epoch_bumped())
+        }
+        .classify(KafkaError::MessageProduction(RDKafkaErrorCode::ProducerFenced));
+        let Reaction::Fail(err) = old else { panic!() };
+        assert!(
+            matches!(err, SinkError::TimedOut { .. }) && err.is_restartable() && !err.is_fenced(),
+            "{err}"
+        );
+        assert!(err.to_string().contains("transaction_timeout_ms"), "{err}");
+        // The same error met by a young transaction is a newer instance's fence: halt.
+        let young = Failure {
+            txn_age: Some((Duration::from_secs(1), Duration::from_secs(5))),
+            ..failure(epoch_bumped())
+        }
+        .classify(KafkaError::MessageProduction(RDKafkaErrorCode::ProducerFenced));
+        let Reaction::Fail(err) = young else { panic!() };
+        assert!(err.is_fenced() && !err.is_restartable(), "{err}");
     }
 
     #[test]

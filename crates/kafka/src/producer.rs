@@ -106,6 +106,10 @@ pub(crate) struct TxnProducer {
     transactional_id: String,
     request_timeout: Duration,
     commit_timeout: Duration,
+    transaction_timeout: Duration,
+    /// When the open transaction began (None between transactions): tells a broker's timeout abort from a
+    /// newer instance's fence.
+    began: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for TxnProducer {
@@ -176,15 +180,29 @@ impl TxnProducer {
             commit_timeout: Duration::from_millis(
                 config.transaction_timeout_ms.max(config.request_timeout_ms),
             ),
+            transaction_timeout: Duration::from_millis(config.transaction_timeout_ms),
+            began: std::sync::Mutex::new(None),
         })
     }
 
     fn failure(&self, op: &'static str) -> Failure<'_> {
+        let began = *self
+            .began
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Failure {
             op,
             transactional_id: &self.transactional_id,
             fatal: self.inner.client().fatal_error(),
+            txn_age: began.map(|t| (t.elapsed(), self.transaction_timeout)),
         }
+    }
+
+    fn set_began(&self, began: Option<Instant>) {
+        *self
+            .began
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = began;
     }
 
     /// Runs a blocking transactional call on a blocking thread, retrying retriable errors with backoff.
@@ -237,7 +255,9 @@ impl TxnProducer {
                     op: "begin_transaction",
                     source,
                 },
-            })
+            })?;
+        self.set_began(Some(Instant::now()));
+        Ok(())
     }
 
     /// `commit_transaction`: flushes every queued record, then commits. Retried when retriable.
@@ -248,7 +268,9 @@ impl TxnProducer {
         self.call("commit_transaction", self.commit_timeout, |p, t| {
             p.commit_transaction(t)
         })
-        .await
+        .await?;
+        self.set_began(None);
+        Ok(())
     }
 
     /// Waits (without blocking a thread) until librdkafka holds no queued or in-flight record, or the
@@ -288,7 +310,9 @@ impl TxnProducer {
         self.call("abort_transaction", self.request_timeout, |p, t| {
             p.abort_transaction(t)
         })
-        .await
+        .await?;
+        self.set_began(None);
+        Ok(())
     }
 
     /// One `abort_transaction` attempt within `timeout`, no retries: after a failure the next

@@ -15,7 +15,7 @@
 mod support;
 
 use outboxd::FaultPlan;
-use outboxd_testkit::kafka::{open_transaction_offsets, Isolation};
+use outboxd_testkit::kafka::Isolation;
 use outboxd_testkit::wait_until;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -158,7 +158,7 @@ async fn outage(
     more_committed(env, running, 300).await;
     if kind == Outage::LongMidTransaction {
         // Kill while a transaction is open on the broker (records in its log, no marker yet).
-        until_open_transaction(env).await;
+        env.until_open_transaction().await;
     }
     if kind == Outage::LongWhileIdle {
         // Nothing new in Postgres and everything committed: no Kafka transaction is open.
@@ -191,21 +191,6 @@ async fn outage(
         "{kind:?} outage of {down_for:?} ({} rows inserted meanwhile)",
         writer.inserted() - inserted_at_kill
     )
-}
-
-/// Waits until a transaction that wrote to the event topic is open on the broker.
-async fn until_open_transaction(env: &Env) {
-    let (bootstrap, topic) = (env.services.kafka_bootstrap.clone(), env.topic("order"));
-    wait_until("a Kafka transaction to be open", WAIT, || {
-        let (b, t) = (bootstrap.clone(), topic.clone());
-        async move {
-            let open = tokio::task::spawn_blocking(move || open_transaction_offsets(&b, &t))
-                .await
-                .unwrap();
-            (open > 0).then_some(())
-        }
-    })
-    .await;
 }
 
 /// A test environment whose pipeline uses `broker`, with short timeouts, so that a long outage fails a
@@ -311,7 +296,9 @@ async fn the_broker_killed_and_restarted_at_random_ten_times_loses_and_duplicate
     let mut rng = StdRng::seed_from_u64(seed);
     let t0 = Instant::now();
     let mut broker = PrivateBroker::start().await;
-    let env = env_on(&broker).await;
+    let mut env = env_on(&broker).await;
+    // Transactions open for a while, so that the kills aimed at an open one find it.
+    env.config.kafka.batch.linger_ms = 500;
     let topic = env.topic("order");
     let running = env.spawn(FaultPlan::none());
     let writer = Writer::start(env.db.connect().await, CHAOS_ROWS, CHAOS_WRITE_TIME);
@@ -323,7 +310,7 @@ async fn the_broker_killed_and_restarted_at_random_ten_times_loses_and_duplicate
         // other kill waits for an open transaction first.
         more_committed(&env, &running, rng.gen_range(50..=1_500)).await;
         if kills % 2 == 1 {
-            until_open_transaction(&env).await;
+            env.until_open_transaction().await;
         } else {
             tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=700))).await;
         }

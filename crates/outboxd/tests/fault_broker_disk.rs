@@ -66,12 +66,15 @@ async fn a_full_broker_disk_stops_the_stream_and_it_resumes_once_space_is_freed(
     env.config.kafka.bootstrap_servers = broker.bootstrap.clone();
     env.services.kafka_bootstrap = broker.bootstrap.clone();
     env.config.kafka.transaction_timeout_ms = 10_000;
+    // Transactions open for a while, so that the disk fills under one.
+    env.config.kafka.batch.linger_ms = 1_000;
     env.config.restart.max_restarts = Some(1_000);
     let writers = Writers::start(&env.db.url, "disk", 2);
     let running = env.spawn(FaultPlan::none());
     env.wait_for(&env.topic("order"), 50, &running).await;
 
-    // Fill the disk: dd stops at ENOSPC.
+    // Fill the disk while a transaction is open: dd stops at ENOSPC.
+    env.until_open_transaction().await;
     let filler = data.join("filler");
     let _ = Command::new("dd")
         .args(["if=/dev/zero", "bs=1M", "status=none"])

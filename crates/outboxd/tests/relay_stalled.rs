@@ -1,7 +1,8 @@
 //! A relay that freezes (SIGSTOP: a long GC-like pause, an overloaded host) with a Kafka transaction open,
 //! on the real broker, while writers keep inserting:
-//! - frozen past `transaction.timeout.ms`: the broker aborts the transaction by itself; once thawed, the relay
-//!   finds its transaction gone, starts again from its checkpoint and carries on without exiting;
+//! - frozen past `transaction.timeout.ms`: the broker aborts the transaction by itself (bumping the producer
+//!   epoch, which librdkafka reports as fenced); once thawed, the relay tells that from a takeover by the
+//!   transaction's age, starts again from its checkpoint with a new producer and carries on without exiting;
 //! - frozen while a newer instance with the same `transactional.id` starts (a zombie): the newcomer's
 //!   `init_transactions` fences it and aborts its open transaction; once thawed, the zombie's next commit
 //!   fails as fenced and it exits with code 4, and the newcomer relays everything.
@@ -11,7 +12,6 @@
 
 mod support;
 
-use outboxd_testkit::kafka::open_transaction_offsets;
 use outboxd_testkit::wait_until;
 use std::time::{Duration, Instant};
 use support::binary::{describe, LogFile, Outboxd};
@@ -22,11 +22,11 @@ use support::{Env, WAIT};
 /// tools/kafka/server.properties).
 const TXN_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A test's world: writers, one relay binary, its config file and log.
-async fn start(test: &str) -> (Env, Writers, std::path::PathBuf, LogFile) {
+/// A test's world: writers, one relay binary (with this transaction timeout), its config file and log.
+async fn start(test: &str, txn_timeout: Duration) -> (Env, Writers, std::path::PathBuf, LogFile) {
     let mut env = Env::new().await;
     env.config.observability.listen = String::new();
-    env.config.kafka.transaction_timeout_ms = TXN_TIMEOUT.as_millis() as u64;
+    env.config.kafka.transaction_timeout_ms = txn_timeout.as_millis() as u64;
     env.config.restart.max_restarts = Some(100);
     let config = env.config_file(&env.config, "outboxd");
     let writers = Writers::start(&env.db.url, test, 2);
@@ -56,14 +56,10 @@ async fn relayed(env: &Env, relay: &mut Outboxd, n: usize) {
 /// Freezes `relay` at a moment when its Kafka transaction is open (records on the broker, no commit marker):
 /// freezes it, looks, and thaws it to try again while none is open. Returns how many tries it took.
 async fn freeze_with_open_transaction(env: &Env, relay: &Outboxd) -> usize {
-    let (bootstrap, topic) = (env.services.kafka_bootstrap.clone(), env.topic("order"));
+    let topic = env.topic("order");
     for attempt in 1..=200 {
         relay.pause();
-        let (b, t) = (bootstrap.clone(), topic.clone());
-        let open = tokio::task::spawn_blocking(move || open_transaction_offsets(&b, &t))
-            .await
-            .unwrap();
-        if open > 0 {
+        if env.open_transaction_offsets(&topic).await > 0 {
             return attempt;
         }
         relay.resume();
@@ -75,16 +71,10 @@ async fn freeze_with_open_transaction(env: &Env, relay: &Outboxd) -> usize {
 
 /// Waits until no transaction is open on the event topic (it was committed or aborted); returns how long.
 async fn until_no_open_transaction(env: &Env, what: &str, timeout: Duration) -> Duration {
-    let (bootstrap, topic) = (env.services.kafka_bootstrap.clone(), env.topic("order"));
+    let topic = env.topic("order");
     let t0 = Instant::now();
-    wait_until(what, timeout, || {
-        let (b, t) = (bootstrap.clone(), topic.clone());
-        async move {
-            let open = tokio::task::spawn_blocking(move || open_transaction_offsets(&b, &t))
-                .await
-                .unwrap();
-            (open == 0).then_some(())
-        }
+    wait_until(what, timeout, || async {
+        (env.open_transaction_offsets(&topic).await == 0).then_some(())
     })
     .await;
     t0.elapsed()
@@ -109,7 +99,7 @@ async fn finish(env: &Env, writers: Writers, relay: &mut Outboxd) -> Vec<String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_relay_frozen_past_the_transaction_timeout_is_aborted_by_the_broker_and_carries_on_by_itself() {
-    let (env, writers, config, log) = start("stall").await;
+    let (env, writers, config, log) = start("stall", TXN_TIMEOUT).await;
     let mut relay = Outboxd::spawn(&config, &log.path, None);
     relayed(&env, &mut relay, 100).await;
 
@@ -144,7 +134,9 @@ async fn a_relay_frozen_past_the_transaction_timeout_is_aborted_by_the_broker_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_frozen_zombie_is_fenced_by_its_successor_and_its_open_transaction_never_shows() {
-    let (env, writers, config, log) = start("zombie").await;
+    // A timeout longer than the freeze: the zombie's transaction is still young when it thaws, so the fence
+    // it meets is its successor's (a transaction past its timeout would be the broker's abort: the test above).
+    let (env, writers, config, log) = start("zombie", Duration::from_secs(60)).await;
     let successor_log = LogFile::new("zombie_successor");
     let mut zombie = Outboxd::spawn(&config, &log.path, None);
     relayed(&env, &mut zombie, 100).await;

@@ -255,6 +255,27 @@ impl Env {
         .unwrap()
     }
 
+    /// Offsets of `topic` between its last stable offset and its high watermark: more than 0 while a
+    /// transaction that wrote to it is open on the broker (testkit `open_transaction_offsets`).
+    pub async fn open_transaction_offsets(&self, topic: &str) -> i64 {
+        let (bootstrap, topic) = (self.services.kafka_bootstrap.clone(), topic.to_string());
+        tokio::task::spawn_blocking(move || {
+            outboxd_testkit::kafka::open_transaction_offsets(&bootstrap, &topic)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Waits until a transaction that wrote to the `order` topic is open on the broker (records in its log,
+    /// no marker yet).
+    pub async fn until_open_transaction(&self) {
+        let topic = self.topic("order");
+        wait_until("a Kafka transaction to be open", WAIT, || async {
+            (self.open_transaction_offsets(&topic).await > 0).then_some(())
+        })
+        .await;
+    }
+
     /// Waits until `topic` holds at least `n` committed records, and returns them. Fails early when `running`
     /// (a pipeline expected to produce them) stopped.
     pub async fn wait_for(&self, topic: &str, n: usize, running: &Running) -> Vec<Record> {
