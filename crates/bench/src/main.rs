@@ -15,12 +15,14 @@
 mod ceiling;
 mod consumer;
 mod context;
+mod debezium;
 mod env;
 mod host;
 mod kafka;
 mod latency;
 mod perfsum;
 mod pg;
+mod procstat;
 mod profile;
 mod relay;
 mod report;
@@ -98,6 +100,25 @@ struct Args {
     /// Partitions of the event topic.
     #[arg(long, default_value_t = 3)]
     partitions: i32,
+    /// Relays measured side by side with outboxd in the throughput runs, each on its own slot created with
+    /// outboxd's, after outboxd (`debezium`; none by default). Debezium must be installed
+    /// (tools/debezium/install; scripts/bench does it).
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<debezium::Peer>,
+    /// Debezium's delivery modes to run (with `--peers debezium`).
+    #[arg(long, value_delimiter = ',', default_value = "at-least-once,exactly-once")]
+    debezium_modes: Vec<debezium::Mode>,
+    /// Debezium settings to run each mode with: `defaults`, and/or `tuned` (the throughput settings of
+    /// Debezium's docs: max.batch.size, max.queue.size, producer batching; listed in the report).
+    #[arg(long, value_delimiter = ',', default_value = "defaults")]
+    debezium_settings: Vec<debezium::Settings>,
+    /// Debezium connector settings as KEY=VALUE over the generated ones, every variant (repeatable; listed in
+    /// the report), e.g. `snapshot.mode=never`.
+    #[arg(long = "debezium-set")]
+    debezium_set: Vec<String>,
+    /// Where Debezium and Kafka Connect are installed [default: <tools>/debezium-3.6.1.Final].
+    #[arg(long, env = "OUTBOXD_DEBEZIUM_HOME")]
+    debezium_home: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -204,6 +225,17 @@ async fn bench_main(args: Args) -> Result<()> {
         partitions: args.partitions,
         overrides: args.relay_set.clone(),
     };
+    let peers = if args.peers.contains(&debezium::Peer::Debezium) {
+        Some(debezium::Peers::new(
+            args.debezium_home.clone().unwrap_or_else(debezium::default_home),
+            &repo,
+            &args.debezium_modes,
+            &args.debezium_settings,
+            &args.debezium_set,
+        )?)
+    } else {
+        None
+    };
     let load_at_start = load_average();
     let left = pg::drop_leftovers(&bench.services).await?;
     if left > 0 {
@@ -225,7 +257,7 @@ async fn bench_main(args: Args) -> Result<()> {
     if args.scenarios.contains(&Scenario::Throughput) {
         for case in &cases {
             for run in 1..=runs {
-                let r = throughput::run(&bench, *case, None).await?;
+                let r = throughput::run(&bench, *case, None, peers.as_ref()).await?;
                 eprintln!(
                     "bench: throughput {} rows/tx run {run}/{runs}: ceiling {:.0} rows/s, outboxd {} ({:.1} s pre-writing)",
                     case.per_tx,
@@ -237,6 +269,24 @@ async fn bench_main(args: Args) -> Result<()> {
                     )),
                     r.prewrite_secs
                 );
+                for p in &r.peers {
+                    eprintln!(
+                        "bench: throughput {} rows/tx run {run}/{runs}: {}: {}",
+                        case.per_tx,
+                        p.label,
+                        match (&p.error, p.secs) {
+                            (Some(e), _) => format!("FAILED ({} of {} events seen): {e}", p.distinct, case.rows),
+                            (None, Some(secs)) => format!(
+                                "{:.0} events/s, start-up {:.2} s, {} duplicates, peak RSS {:.0} MB",
+                                case.rows as f64 / secs,
+                                p.first_event_secs.unwrap_or(0.0),
+                                p.duplicates,
+                                p.peak_rss.unwrap_or(0) as f64 / 1e6
+                            ),
+                            (None, None) => "no figures".into(),
+                        }
+                    );
+                }
                 throughput_results.push(r);
             }
         }
@@ -265,7 +315,7 @@ async fn bench_main(args: Args) -> Result<()> {
             rows,
             per_tx: 100.min(rows),
         };
-        let r = throughput::run(&bench, case, Some(dir)).await?;
+        let r = throughput::run(&bench, case, Some(dir), None).await?;
         eprintln!("bench: profiled run written to {}", dir.display());
         profiled = Some(r);
     }
@@ -287,6 +337,16 @@ async fn bench_main(args: Args) -> Result<()> {
                 bench.overrides.join("`, `")
             );
         }
+    }
+    if let Some(p) = &peers {
+        println!("{}\n", p.describe());
+    }
+    if throughput_results.iter().any(|r| !r.peers.is_empty()) {
+        println!(
+            "### Side by side (same rows, same slots' start, same broker, each relay alone; until the N-th \
+             distinct event is visible to read_committed)\n"
+        );
+        println!("{}", report::side_by_side_table(&throughput_results));
     }
     if !throughput_results.is_empty() {
         println!(

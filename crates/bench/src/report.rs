@@ -1,9 +1,10 @@
 //! The tables: runs grouped by case, each figure as `median (min–max)` over the runs, ratios to the ceiling
 //! of the same run, and the targets of issue 7 checked.
 
+use crate::debezium::PeerResult;
 use crate::latency::LatencyResult;
 use crate::stats::{thousands, Summary};
-use crate::throughput::ThroughputResult;
+use crate::throughput::{RelayResult, ThroughputResult};
 use std::fmt::Write;
 
 /// End-to-end throughput over the ceiling that 100-row and 1-row transactions must reach.
@@ -107,6 +108,104 @@ pub fn throughput_table(results: &[ThroughputResult]) -> String {
     t
 }
 
+/// Per-1,000,000-event CPU seconds of a run's figure.
+fn per_million(cpu_secs: Option<f64>, rows: u64) -> Option<f64> {
+    cpu_secs.map(|c| c / rows as f64 * 1e6)
+}
+
+/// The side-by-side table (issue 12): per case, the ceiling, outboxd and every peer variant, same runs.
+pub fn side_by_side_table(results: &[ThroughputResult]) -> String {
+    let secs = |x: f64| format!("{x:.2}");
+    let cpu = |x: f64| format!("{x:.1}");
+    let mut t = String::new();
+    let mut failures = Vec::new();
+    let _ = writeln!(
+        t,
+        "| transactions | relay | runs | events/s | ratio to ceiling | start-up s | duplicates / missing | \
+         peak RSS MB | relay CPU s per 1M events | walsender CPU s per 1M events |"
+    );
+    let _ = writeln!(t, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for ((rows, per_tx), runs) in groups(results, |r| (r.rows, r.per_tx)) {
+        let case = tx_label(rows, per_tx);
+        let _ = writeln!(
+            t,
+            "| {case} | pg_recvlogical (ceiling) | {} | {} rows/s | 1.00 | – | – | – | – | – |",
+            runs.len(),
+            show(summary(&runs, |r| Some(r.ceiling_rate())), thousands),
+        );
+        let relayed: Vec<&ThroughputResult> = runs.iter().copied().filter(|r| r.relay.is_some()).collect();
+        if !relayed.is_empty() {
+            let field = |f: &dyn Fn(&RelayResult) -> Option<f64>| {
+                summary(&relayed, |r| r.relay.as_ref().and_then(f))
+            };
+            let dups: u64 = relayed.iter().filter_map(|r| r.relay.as_ref().map(|x| x.duplicates)).sum();
+            let _ = writeln!(
+                t,
+                "| {case} | outboxd | {} | {} | {} | {} | {dups} / 0 | {} | {} | {} |",
+                relayed.len(),
+                show(summary(&relayed, ThroughputResult::relay_rate), thousands),
+                show(summary(&relayed, ThroughputResult::ratio), secs),
+                show(field(&|x| Some(x.first_event_secs)), secs),
+                show(field(&|x| Some(x.peak_rss as f64)), mb),
+                show(field(&|x| per_million(x.cpu_secs, rows)), cpu),
+                show(field(&|x| per_million(x.walsender_cpu_secs, rows)), cpu),
+            );
+        }
+        let mut labels: Vec<&str> = Vec::new();
+        for r in &runs {
+            for p in &r.peers {
+                if !labels.contains(&p.label.as_str()) {
+                    labels.push(&p.label);
+                }
+            }
+        }
+        for label in labels {
+            let peer_runs: Vec<(&ThroughputResult, &PeerResult)> = runs
+                .iter()
+                .flat_map(move |r| r.peers.iter().filter(move |p| p.label == label).map(move |p| (*r, p)))
+                .collect();
+            let ok: Vec<(&ThroughputResult, &PeerResult)> = peer_runs
+                .iter()
+                .copied()
+                .filter(|(_, p)| p.error.is_none() && p.secs.is_some())
+                .collect();
+            for (_, p) in peer_runs.iter().filter(|(_, p)| p.error.is_some()) {
+                failures.push(format!(
+                    "{case}, {label}: {}",
+                    p.error.as_deref().map_or(String::new(), |e| e.chars().take(400).collect())
+                ));
+            }
+            let of = |f: &dyn Fn(&ThroughputResult, &PeerResult) -> Option<f64>| {
+                Summary::of(&ok.iter().filter_map(|&(r, p)| f(r, p)).collect::<Vec<_>>())
+            };
+            let dups: u64 = peer_runs.iter().map(|(_, p)| p.duplicates).sum();
+            let missing: u64 = peer_runs.iter().map(|(_, p)| p.missing).sum();
+            let _ = writeln!(
+                t,
+                "| {case} | {label} | {} | {} | {} | {} | {dups} / {missing} | {} | {} | {} |",
+                if ok.len() == peer_runs.len() {
+                    ok.len().to_string()
+                } else {
+                    format!("{} ({} FAILED)", ok.len(), peer_runs.len() - ok.len())
+                },
+                show(of(&|r, p| p.secs.map(|s| r.rows as f64 / s)), thousands),
+                show(of(&|r, p| p.secs.map(|s| r.ceiling_secs / s)), secs),
+                show(of(&|_, p| p.first_event_secs), secs),
+                show(of(&|_, p| p.peak_rss.map(|b| b as f64)), mb),
+                show(of(&|r, p| per_million(p.cpu_secs, r.rows)), cpu),
+                show(of(&|r, p| per_million(p.walsender_cpu_secs, r.rows)), cpu),
+            );
+        }
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(t, "\nFailed peer runs:\n");
+        for f in failures {
+            let _ = writeln!(t, "- {}", f.replace('\n', " "));
+        }
+    }
+    t
+}
+
 /// Details of the data: sizes, WAL, pre-writing time.
 pub fn data_table(results: &[ThroughputResult]) -> String {
     let mut t = String::new();
@@ -189,7 +288,7 @@ pub fn latency_table(results: &[LatencyResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::throughput::RelayResult;
+    use crate::debezium::{Mode, Settings, Variant};
 
     fn run(per_tx: u64, ceiling_secs: f64, relay_secs: f64) -> ThroughputResult {
         ThroughputResult {
@@ -205,8 +304,47 @@ mod tests {
                 peak_rss: 40_000_000,
                 value_bytes: 200_000,
                 duplicates: 0,
+                cpu_secs: Some(1.5),
+                walsender_cpu_secs: Some(0.5),
             }),
+            peers: Vec::new(),
         }
+    }
+
+    #[test]
+    fn side_by_side_has_the_ceiling_outboxd_and_each_peer() {
+        let peer = |secs: Option<f64>, error: Option<&str>| PeerResult {
+            variant: Variant {
+                mode: Mode::ExactlyOnce,
+                settings: Settings::Defaults,
+            },
+            label: "Debezium exactly-once".into(),
+            secs,
+            first_event_secs: secs.map(|_| 4.0),
+            distinct: if secs.is_some() { 1000 } else { 10 },
+            duplicates: 0,
+            missing: if secs.is_some() { 0 } else { 990 },
+            peak_rss: Some(400_000_000),
+            cpu_secs: Some(6.0),
+            walsender_cpu_secs: Some(0.4),
+            value_bytes: 300_000,
+            error: error.map(String::from),
+        };
+        let mut a = run(100, 1.0, 2.0);
+        a.peers = vec![peer(Some(10.0), None)];
+        let mut b = run(100, 1.0, 2.0);
+        b.peers = vec![peer(None, Some("the connector failed"))];
+        let t = side_by_side_table(&[a, b]);
+        assert!(t.contains("| 100 rows/tx | pg_recvlogical (ceiling) | 2 | 1,000 rows/s |"), "{t}");
+        assert!(
+            t.contains("| 100 rows/tx | outboxd | 2 | 500 | 0.50 | 0.50 | 0 / 0 | 40 | 1500.0 | 500.0 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| 100 rows/tx | Debezium exactly-once | 1 (1 FAILED) | 100 | 0.10 | 4.00 | 0 / 990 | 400 | 6000.0 | 400.0 |"),
+            "{t}"
+        );
+        assert!(t.contains("- 100 rows/tx, Debezium exactly-once: the connector failed"), "{t}");
     }
 
     #[test]

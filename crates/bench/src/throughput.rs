@@ -6,10 +6,12 @@
 use crate::ceiling::CeilingRun;
 use crate::consumer::ConsumerSpec;
 use crate::context::{run_timeout, wait_consumed, Bench, RunTarget};
+use crate::debezium::{self, PeerResult, Peers};
 use crate::env::run_name;
 use crate::kafka;
 use crate::perfsum::KnownPids;
 use crate::pg::{BenchDb, PUBLICATION};
+use crate::procstat;
 use crate::profile;
 use crate::relay::RunTopics;
 use anyhow::{ensure, Context, Result};
@@ -43,6 +45,8 @@ pub struct ThroughputResult {
     pub ceiling_secs: f64,
     /// outboxd's side, unless ceiling-only.
     pub relay: Option<RelayResult>,
+    /// The peers' sides (`--peers`), each on its own slot created with the others.
+    pub peers: Vec<PeerResult>,
 }
 
 /// outboxd's figures of one run.
@@ -58,6 +62,10 @@ pub struct RelayResult {
     pub value_bytes: u64,
     /// Events seen twice (exactly-once: 0).
     pub duplicates: u64,
+    /// CPU seconds (utime + stime) of outboxd, start-up included, read just before it was stopped.
+    pub cpu_secs: Option<f64>,
+    /// CPU seconds of the walsender serving outboxd's slot.
+    pub walsender_cpu_secs: Option<f64>,
 }
 
 impl ThroughputResult {
@@ -84,12 +92,17 @@ impl ThroughputResult {
     }
 }
 
-/// Runs one case once; `perf_dir` profiles outboxd's part.
-pub async fn run(bench: &Bench, case: ThroughputCase, perf_dir: Option<&Path>) -> Result<ThroughputResult> {
+/// Runs one case once; `perf_dir` profiles outboxd's part; `peers` run after outboxd, one at a time.
+pub async fn run(
+    bench: &Bench,
+    case: ThroughputCase,
+    perf_dir: Option<&Path>,
+    peers: Option<&Peers>,
+) -> Result<ThroughputResult> {
     let name = run_name();
     let db = BenchDb::create(&bench.services, &name).await?;
     let topics = RunTopics::for_run(&name);
-    let result = run_in(bench, &db, &topics, case, perf_dir).await;
+    let result = run_in(bench, &db, &topics, case, perf_dir, peers).await;
     let dropped = db.drop_all().await;
     if bench.relay.is_some() {
         if let Err(e) = kafka::delete_topics(&bench.services.kafka_bootstrap, &topics.all()).await {
@@ -107,10 +120,16 @@ async fn run_in(
     topics: &RunTopics,
     case: ThroughputCase,
     perf_dir: Option<&Path>,
+    peers: Option<&Peers>,
 ) -> Result<ThroughputResult> {
     let (ceiling_slot, relay_slot) = (format!("{}_ceiling", db.name), format!("{}_relay", db.name));
     let start_lsn = db.create_slot(&ceiling_slot).await?;
     db.create_slot(&relay_slot).await?;
+    // The peers' slots at the same point, before the rows: every reader gets identical WAL.
+    let peer_slots = peers.map_or_else(Vec::new, |p| p.slot_names(&db.name));
+    for slot in &peer_slots {
+        db.create_slot(slot).await?;
+    }
     let prewrite = db.prewrite(case.rows, case.per_tx, bench.sessions).await?;
     let end_lsn = db.flush_lsn().await?;
     let (count, payload_bytes) = db.payload_stats().await?;
@@ -139,8 +158,10 @@ async fn run_in(
         wal_bytes,
         ceiling_secs: ceiling.as_secs_f64(),
         relay: None,
+        peers: Vec::new(),
     };
     if bench.relay.is_none() {
+        result.peers = run_peers(bench, db, peers, &peer_slots, case.rows).await;
         return Ok(result);
     }
     let target = RunTarget {
@@ -159,6 +180,8 @@ async fn run_in(
     };
     let mut walsender = None;
     let walsender_ref = &mut walsender;
+    let mut cpu = (None, None);
+    let cpu_ref = &mut cpu;
     let slot = relay_slot.as_str();
     let drained = bench
         .drain(
@@ -169,6 +192,10 @@ async fn run_in(
             |consumer, mut relay| async move {
                 let waited = wait_consumed(&consumer, &mut relay, case.rows, deadline).await;
                 *walsender_ref = db.slot_pid(slot).await.ok().flatten();
+                *cpu_ref = (
+                    procstat::cpu_secs(relay.pid()),
+                    (*walsender_ref).and_then(procstat::cpu_secs),
+                );
                 (consumer, relay, waited)
             },
         )
@@ -191,6 +218,33 @@ async fn run_in(
         peak_rss: drained.peak_rss,
         value_bytes: c.value_bytes,
         duplicates: c.duplicates,
+        cpu_secs: cpu.0,
+        walsender_cpu_secs: cpu.1,
     });
+    result.peers = run_peers(bench, db, peers, &peer_slots, case.rows).await;
     Ok(result)
+}
+
+/// The peers, one after the other on their slots (none without `--peers`).
+async fn run_peers(
+    bench: &Bench,
+    db: &BenchDb,
+    peers: Option<&Peers>,
+    slots: &[String],
+    rows: u64,
+) -> Vec<PeerResult> {
+    let Some(peers) = peers else {
+        return Vec::new();
+    };
+    let run_dir = bench.work_dir.join(&db.name);
+    debezium::run_all(
+        &bench.services,
+        peers,
+        db,
+        slots,
+        rows,
+        bench.partitions,
+        &run_dir,
+    )
+    .await
 }
