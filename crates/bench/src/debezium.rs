@@ -238,11 +238,17 @@ fn common_connector_settings() -> Vec<(&'static str, &'static str)> {
         ("snapshot.mode", "no_data"),
         ("table.include.list", "public.outbox"),
         ("tombstones.on.delete", "false"),
-        ("key.converter", "org.apache.kafka.connect.storage.StringConverter"),
+        (
+            "key.converter",
+            "org.apache.kafka.connect.storage.StringConverter",
+        ),
         ("value.converter", "org.apache.kafka.connect.json.JsonConverter"),
         ("value.converter.schemas.enable", "false"),
         ("transforms", "outbox"),
-        ("transforms.outbox.type", "io.debezium.transforms.outbox.EventRouter"),
+        (
+            "transforms.outbox.type",
+            "io.debezium.transforms.outbox.EventRouter",
+        ),
         ("transforms.outbox.route.by.field", "aggregate_type"),
         ("transforms.outbox.table.field.event.id", "id"),
         ("transforms.outbox.table.field.event.key", "aggregate_id"),
@@ -518,7 +524,10 @@ impl PeerRun<'_> {
             eprintln!("bench: deleting the topics of {}: {e:#}", self.slot);
         }
         if let Err(e) = drop_slot(&self.db.url, self.slot).await {
-            eprintln!("bench: dropping slot {} (dropped with the database later): {e:#}", self.slot);
+            eprintln!(
+                "bench: dropping slot {} (dropped with the database later): {e:#}",
+                self.slot
+            );
         }
         result
     }
@@ -532,7 +541,10 @@ impl PeerRun<'_> {
         let worker = dir.join("worker.properties");
         std::fs::write(&worker, self.worker_properties(port, &dir))?;
         let connector = dir.join("connector.json");
-        std::fs::write(&connector, serde_json::to_string_pretty(&self.connector_config()?)?)?;
+        std::fs::write(
+            &connector,
+            serde_json::to_string_pretty(&self.connector_config()?)?,
+        )?;
         let deadline = Instant::now() + self.timeout;
         let consumer = consumer::start(
             ConsumerSpec {
@@ -625,7 +637,13 @@ impl PeerRun<'_> {
             if Instant::now() > deadline {
                 bail!("Kafka Connect's REST API did not accept the connector before the deadline");
             }
-            if let Ok((code, body)) = http("PUT", &format!("{base}/connectors/{name}/config"), Some(connector)).await {
+            if let Ok((code, body)) = http(
+                "PUT",
+                &format!("{base}/connectors/{name}/config"),
+                Some(connector),
+            )
+            .await
+            {
                 match code {
                     200 | 201 => break,
                     0 | 404 | 409 | 500 | 503 => {}
@@ -653,7 +671,8 @@ impl PeerRun<'_> {
             }
             if Instant::now() >= next_status {
                 next_status = Instant::now() + Duration::from_secs(2);
-                if let Ok((200, body)) = http("GET", &format!("{base}/connectors/{name}/status"), None).await {
+                if let Ok((200, body)) = http("GET", &format!("{base}/connectors/{name}/status"), None).await
+                {
                     if body.contains("\"FAILED\"") {
                         bail!("the connector failed: {}", truncate(&body, 1500));
                     }
@@ -760,17 +779,17 @@ mod tests {
             }
         );
         let p = PgParams::parse("postgresql://u:p@h/db?sslmode=disable").unwrap();
-        assert_eq!((p.password.as_deref(), p.port, p.dbname.as_str()), (Some("p"), 5432, "db"));
+        assert_eq!(
+            (p.password.as_deref(), p.port, p.dbname.as_str()),
+            (Some("p"), 5432, "db")
+        );
     }
 
     #[test]
     fn variants_have_distinct_tags_and_labels() {
         let all: Vec<Variant> = [Settings::Defaults, Settings::Tuned]
             .iter()
-            .flat_map(|&s| {
-                [Mode::AtLeastOnce, Mode::ExactlyOnce]
-                    .map(|m| Variant { mode: m, settings: s })
-            })
+            .flat_map(|&s| [Mode::AtLeastOnce, Mode::ExactlyOnce].map(|m| Variant { mode: m, settings: s }))
             .collect();
         let mut tags: Vec<&str> = all.iter().map(Variant::tag).collect();
         tags.sort_unstable();

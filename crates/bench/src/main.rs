@@ -275,7 +275,8 @@ async fn bench_main(args: Args) -> Result<()> {
                         case.per_tx,
                         p.label,
                         match (&p.error, p.secs) {
-                            (Some(e), _) => format!("FAILED ({} of {} events seen): {e}", p.distinct, case.rows),
+                            (Some(e), _) =>
+                                format!("FAILED ({} of {} events seen): {e}", p.distinct, case.rows),
                             (None, Some(secs)) => format!(
                                 "{:.0} events/s, start-up {:.2} s, {} duplicates, peak RSS {:.0} MB",
                                 case.rows as f64 / secs,

@@ -135,10 +135,12 @@ pub fn side_by_side_table(results: &[ThroughputResult]) -> String {
         );
         let relayed: Vec<&ThroughputResult> = runs.iter().copied().filter(|r| r.relay.is_some()).collect();
         if !relayed.is_empty() {
-            let field = |f: &dyn Fn(&RelayResult) -> Option<f64>| {
-                summary(&relayed, |r| r.relay.as_ref().and_then(f))
-            };
-            let dups: u64 = relayed.iter().filter_map(|r| r.relay.as_ref().map(|x| x.duplicates)).sum();
+            let field =
+                |f: &dyn Fn(&RelayResult) -> Option<f64>| summary(&relayed, |r| r.relay.as_ref().and_then(f));
+            let dups: u64 = relayed
+                .iter()
+                .filter_map(|r| r.relay.as_ref().map(|x| x.duplicates))
+                .sum();
             let _ = writeln!(
                 t,
                 "| {case} | outboxd | {} | {} | {} | {} | {dups} / 0 | {} | {} | {} |",
@@ -162,7 +164,12 @@ pub fn side_by_side_table(results: &[ThroughputResult]) -> String {
         for label in labels {
             let peer_runs: Vec<(&ThroughputResult, &PeerResult)> = runs
                 .iter()
-                .flat_map(move |r| r.peers.iter().filter(move |p| p.label == label).map(move |p| (*r, p)))
+                .flat_map(move |r| {
+                    r.peers
+                        .iter()
+                        .filter(move |p| p.label == label)
+                        .map(move |p| (*r, p))
+                })
                 .collect();
             let ok: Vec<(&ThroughputResult, &PeerResult)> = peer_runs
                 .iter()
@@ -172,7 +179,9 @@ pub fn side_by_side_table(results: &[ThroughputResult]) -> String {
             for (_, p) in peer_runs.iter().filter(|(_, p)| p.error.is_some()) {
                 failures.push(format!(
                     "{case}, {label}: {}",
-                    p.error.as_deref().map_or(String::new(), |e| e.chars().take(400).collect())
+                    p.error
+                        .as_deref()
+                        .map_or(String::new(), |e| e.chars().take(400).collect())
                 ));
             }
             let of = |f: &dyn Fn(&ThroughputResult, &PeerResult) -> Option<f64>| {
@@ -335,7 +344,10 @@ mod tests {
         let mut b = run(100, 1.0, 2.0);
         b.peers = vec![peer(None, Some("the connector failed"))];
         let t = side_by_side_table(&[a, b]);
-        assert!(t.contains("| 100 rows/tx | pg_recvlogical (ceiling) | 2 | 1,000 rows/s |"), "{t}");
+        assert!(
+            t.contains("| 100 rows/tx | pg_recvlogical (ceiling) | 2 | 1,000 rows/s |"),
+            "{t}"
+        );
         assert!(
             t.contains("| 100 rows/tx | outboxd | 2 | 500 | 0.50 | 0.50 | 0 / 0 | 40 | 1500.0 | 500.0 |"),
             "{t}"
@@ -344,7 +356,10 @@ mod tests {
             t.contains("| 100 rows/tx | Debezium exactly-once | 1 (1 FAILED) | 100 | 0.10 | 4.00 | 0 / 990 | 400 | 6000.0 | 400.0 |"),
             "{t}"
         );
-        assert!(t.contains("- 100 rows/tx, Debezium exactly-once: the connector failed"), "{t}");
+        assert!(
+            t.contains("- 100 rows/tx, Debezium exactly-once: the connector failed"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 mod support;
 
-use outboxd::FaultPlan;
+use outboxd::{FaultPlan, RunOutcome};
 use outboxd_testkit::kafka::Isolation;
 use outboxd_testkit::wait_until;
 use rand::rngs::StdRng;
@@ -193,6 +193,28 @@ async fn outage(
     )
 }
 
+/// The end of every test here: the writer hurries through the rest of its rows, all of them reach Kafka and
+/// the pipeline stops cleanly; read_committed must hold each row exactly once, in order per aggregate.
+/// Returns the outcome, the rows and the aborted copies that read_uncommitted sees on top.
+async fn audit(
+    env: &Env,
+    broker: &PrivateBroker,
+    running: Running,
+    writer: Writer,
+) -> (RunOutcome, usize, usize) {
+    let topic = env.topic("order");
+    let expected = writer.finish().await;
+    let records = env.wait_for(&topic, expected.len(), &running).await;
+    let outcome = running
+        .stop()
+        .await
+        .unwrap_or_else(|e| panic!("the pipeline failed: {e}; broker log:\n{}", broker.log()));
+    assert_exactly_once(&records, &expected);
+    assert_per_key_order(&records, &expected);
+    let aborted = env.drain(&topic, Isolation::ReadUncommitted).await.len() - records.len();
+    (outcome, records.len(), aborted)
+}
+
 /// A test environment whose pipeline uses `broker`, with short timeouts, so that a long outage fails a
 /// transaction soon: records not acknowledged within the transaction timeout fail it (message.timeout.ms),
 /// and broker calls give up after request_timeout_ms.
@@ -221,7 +243,6 @@ async fn survive(outages: &[Outage]) {
         // Transactions that stay open a while, so that the kill lands inside one.
         env.config.kafka.batch.linger_ms = 1_000;
     }
-    let topic = env.topic("order");
     let running = env.spawn(FaultPlan::none());
     let writer = Writer::start(env.db.connect().await, ROWS, WRITE_TIME);
 
@@ -230,15 +251,8 @@ async fn survive(outages: &[Outage]) {
         report.push(outage(*kind, &env, &mut broker, &running, &writer).await);
     }
     let restarted_at = Instant::now();
-    let expected = writer.finish().await;
-    let records = env.wait_for(&topic, ROWS, &running).await;
+    let (outcome, rows, aborted) = audit(&env, &broker, running, writer).await;
     let recovered_in = restarted_at.elapsed();
-    let outcome = running
-        .stop()
-        .await
-        .unwrap_or_else(|e| panic!("the pipeline failed: {e}; broker log:\n{}", broker.log()));
-    assert_exactly_once(&records, &expected);
-    assert_per_key_order(&records, &expected);
     if outages.iter().any(|o| *o != Outage::Short) {
         assert!(outcome.restarts >= 1, "a long outage makes the pipeline restart");
     } else {
@@ -247,7 +261,6 @@ async fn survive(outages: &[Outage]) {
             "a short outage is ridden out by librdkafka, without a restart"
         );
     }
-    let aborted = env.drain(&topic, Isolation::ReadUncommitted).await.len() - records.len();
     if outages.contains(&Outage::LongMidTransaction) {
         assert!(
             aborted > 0,
@@ -260,7 +273,7 @@ async fn survive(outages: &[Outage]) {
          restart of the broker ({} Kafka transactions committed, {} aborted); total {:?}",
         report.join(", "),
         outcome.restarts,
-        records.len(),
+        rows,
         outcome.stats.txns_committed,
         outcome.stats.txns_aborted,
         t0.elapsed()
@@ -299,7 +312,6 @@ async fn the_broker_killed_and_restarted_at_random_ten_times_loses_and_duplicate
     let mut env = env_on(&broker).await;
     // Transactions open for a while, so that the kills aimed at an open one find it.
     env.config.kafka.batch.linger_ms = 500;
-    let topic = env.topic("order");
     let running = env.spawn(FaultPlan::none());
     let writer = Writer::start(env.db.connect().await, CHAOS_ROWS, CHAOS_WRITE_TIME);
 
@@ -328,16 +340,7 @@ async fn the_broker_killed_and_restarted_at_random_ten_times_loses_and_duplicate
             t0.elapsed()
         );
     }
-    let expected = writer.finish().await;
-    let records = env.wait_for(&topic, CHAOS_ROWS, &running).await;
-    let outcome = running
-        .stop()
-        .await
-        .unwrap_or_else(|e| panic!("the pipeline failed: {e}; broker log:\n{}", broker.log()));
-    assert_exactly_once(&records, &expected);
-    assert_per_key_order(&records, &expected);
-    let uncommitted = env.drain(&topic, Isolation::ReadUncommitted).await.len();
-    let aborted = uncommitted - records.len();
+    let (outcome, rows, aborted) = audit(&env, &broker, running, writer).await;
     println!(
         "{kills} broker kills in {:?} (down {:?} .. {:?}); the pipeline restarted {} times; {} rows exactly \
          once in order; {aborted} aborted copies seen by read_uncommitted ({} Kafka transactions committed, \
@@ -346,7 +349,7 @@ async fn the_broker_killed_and_restarted_at_random_ten_times_loses_and_duplicate
         downtimes.iter().min().unwrap(),
         downtimes.iter().max().unwrap(),
         outcome.restarts,
-        records.len(),
+        rows,
         outcome.stats.txns_committed,
         outcome.stats.txns_aborted,
     );

@@ -15,8 +15,10 @@ use tokio::process::Command;
 /// How long the broker may take to die after SIGKILL.
 const DIE: Duration = Duration::from_secs(30);
 
-/// The private broker's heap: smaller than the shared one's, as several may run at once.
-const HEAP: &str = "-Xms128m -Xmx384m";
+/// The private broker's JVM options: a smaller heap than the shared one's, as several may run at once, and
+/// only the C1 compiler (a test's broker lives for minutes: a cheaper start matters more on 2 cores than
+/// peak speed; docs/local-services.md has the times).
+const HEAP: &str = "-Xms128m -Xmx384m -XX:TieredStopAtLevel=1";
 
 /// A broker of this test's own. Killed, and its data dir removed, when dropped.
 #[derive(Debug)]
