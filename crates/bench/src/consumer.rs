@@ -1,6 +1,7 @@
 //! The `read_committed` consumer that decides when a run is over: it counts distinct events (keys `o-<i>`)
 //! until the expected number is visible, notes when the last one arrived, and for latency runs takes
-//! `now - commit_time` (the header the sink writes: the Postgres commit timestamp) of every event.
+//! `now - commit_time` (the header the sink writes: the Postgres commit timestamp) of every event, or, for a
+//! relay that does not carry the commit time, notes when each event became visible.
 
 use crate::timefmt::parse_rfc3339_micros;
 use anyhow::{bail, Context, Result};
@@ -24,6 +25,9 @@ pub struct ConsumerSpec {
     pub deadline: Instant,
     /// Take latencies of events whose index is at least this (`None`: no latencies).
     pub latency_from: Option<u64>,
+    /// Instead of `now - commit_time header`, note when each event became visible (`Consumed::visible_us`),
+    /// for a relay whose records do not carry the commit time (Debezium's outbox records).
+    pub record_visible: bool,
 }
 
 /// What the consumer saw.
@@ -45,6 +49,8 @@ pub struct Consumed {
     pub latencies_us: Vec<i64>,
     /// Events without a parsable `commit_time` header.
     pub missing_commit_time: u64,
+    /// `(event index, microseconds since the epoch)` when each event became visible (`record_visible`).
+    pub visible_us: Vec<(u64, i64)>,
 }
 
 #[derive(Debug)]
@@ -189,6 +195,10 @@ fn read(consumer: &BaseConsumer, spec: &ConsumerSpec, shared: &Shared) -> Result
         shared.distinct.store(out.distinct, Ordering::Relaxed);
         last_new = Some(arrived);
         if spec.latency_from.is_some_and(|from| i >= from) {
+            if spec.record_visible {
+                out.visible_us.push((i, now_us()));
+                continue;
+            }
             let commit = m.headers().and_then(|hs| {
                 hs.iter()
                     .find(|h| h.key == "commit_time")

@@ -1,4 +1,4 @@
-//! Debezium as the benchmark's peer (issue 12, work in progress): Debezium's Postgres connector with its
+//! Debezium as the benchmark's peer (issue 12): Debezium's Postgres connector with its
 //! Outbox Event Router in Kafka Connect, on a slot of its own created at the same point as outboxd's and the
 //! ceiling's (so it reads the same WAL), measured like outboxd: from the JVM's spawn until the N-th distinct
 //! event is visible to the same `read_committed` consumer, start-up (first event) apart, duplicates and
@@ -13,9 +13,10 @@
 use crate::consumer::{self, ConsumerHandle, ConsumerSpec};
 use crate::env::Services;
 use crate::kafka;
-use crate::pg::{connect, BenchDb, PUBLICATION};
+use crate::pg::{connect, BenchDb, INSERT_RANGE_SQL, PUBLICATION};
 use crate::procstat;
 use crate::relay::log_tail;
+use crate::writer::{self, WriterSpec, Written};
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use serde::Serialize;
@@ -54,6 +55,8 @@ const TUNED_WORKER: &[(&str, &str)] = &[("connector.client.config.override.polic
 pub enum Peer {
     /// Debezium's Postgres connector + Outbox Event Router in Kafka Connect.
     Debezium,
+    /// No peer (outboxd and the ceiling only).
+    None,
 }
 
 /// Debezium's delivery guarantee (and so its Connect deployment).
@@ -291,6 +294,24 @@ pub struct PeerResult {
     pub value_bytes: u64,
     /// Why it did not finish, if it did not.
     pub error: Option<String>,
+    /// Latency runs: what the writers wrote while the connector ran.
+    #[serde(skip)]
+    pub written: Option<Written>,
+    /// Latency runs: when each event became visible (index, µs since the epoch).
+    #[serde(skip)]
+    pub visible_us: Vec<(u64, i64)>,
+}
+
+/// What a variant's run does once its connector is submitted.
+#[derive(Clone, Debug)]
+pub enum Workload {
+    /// Drain this many rows written before the connector started.
+    Drain {
+        /// Rows pre-written (the consumer waits for as many distinct events).
+        rows: u64,
+    },
+    /// Once a warm-up event (index 0) is visible, write at a steady rate and note when each event is seen.
+    Latency(WriterSpec),
 }
 
 /// One variant's run.
@@ -306,8 +327,8 @@ pub struct PeerRun<'a> {
     pub db: &'a BenchDb,
     /// The variant's slot, created with the others before the rows were written.
     pub slot: &'a str,
-    /// Rows pre-written (the consumer waits for as many distinct events).
-    pub rows: u64,
+    /// Drain or latency.
+    pub workload: Workload,
     /// Partitions of the event topic.
     pub partitions: i32,
     /// Directory of the run (worker config, connector config and log go into `<tag>/`).
@@ -317,6 +338,14 @@ pub struct PeerRun<'a> {
 }
 
 impl PeerRun<'_> {
+    /// Rows pre-written before the connector started (0 for a latency run).
+    fn rows(&self) -> u64 {
+        match self.workload {
+            Workload::Drain { rows } => rows,
+            Workload::Latency(_) => 0,
+        }
+    }
+
     /// The topic the Event Router routes `aggregate_type = 'order'` to (prefixed by the run's slot).
     fn event_topic(&self) -> String {
         format!("{}.outbox.event.order", self.slot)
@@ -482,7 +511,7 @@ pub async fn run_all(
             variant: *variant,
             db,
             slot,
-            rows,
+            workload: Workload::Drain { rows },
             partitions,
             run_dir,
             // Connect starts in seconds, and Debezium may be much slower than outboxd.
@@ -505,12 +534,14 @@ impl PeerRun<'_> {
             first_event_secs: None,
             distinct: 0,
             duplicates: 0,
-            missing: self.rows,
+            missing: self.rows(),
             peak_rss: None,
             cpu_secs: None,
             walsender_cpu_secs: None,
             value_bytes: 0,
             error: None,
+            written: None,
+            visible_us: Vec::new(),
         };
         if let Err(e) = self.run_in(&mut result).await {
             eprintln!("bench: {} failed: {e:#}", self.variant.label());
@@ -551,9 +582,13 @@ impl PeerRun<'_> {
                 bootstrap: self.services.kafka_bootstrap.clone(),
                 topic,
                 deadline,
-                latency_from: None,
+                latency_from: matches!(self.workload, Workload::Latency(_)).then_some(1),
+                record_visible: true,
             },
-            Some(self.rows),
+            match self.workload {
+                Workload::Drain { rows } => Some(rows),
+                Workload::Latency(_) => None,
+            },
         )?;
         let log = dir.join("connect.log");
         let started = Instant::now();
@@ -567,7 +602,8 @@ impl PeerRun<'_> {
         let pid = child.id().unwrap_or(0);
         let driven = self
             .drive(&mut child, &consumer, port, &connector, &log, deadline)
-            .await;
+            .await
+            .map(|written| result.written = written);
         // Figures of the JVM and its walsender before they go away.
         result.peak_rss = procstat::peak_rss(pid);
         result.cpu_secs = procstat::cpu_secs(pid);
@@ -582,8 +618,10 @@ impl PeerRun<'_> {
         };
         result.distinct = consumed.distinct;
         result.duplicates = consumed.duplicates;
-        result.missing = self.rows.saturating_sub(consumed.distinct);
+        let expected = self.rows() + result.written.map_or(0, |w| 1 + w.events);
+        result.missing = expected.saturating_sub(consumed.distinct);
         result.value_bytes = consumed.value_bytes;
+        result.visible_us = consumed.visible_us;
         result.first_event_secs = consumed.first_at.map(|t| (t - started).as_secs_f64());
         result.secs = consumed.done_at.map(|t| (t - started).as_secs_f64());
         driven.with_context(|| format!("Connect log: {}", log.display()))
@@ -609,7 +647,8 @@ impl PeerRun<'_> {
             .context("starting Kafka Connect (java: is Java 17+ installed?)")
     }
 
-    /// Waits for the REST API, submits the connector, waits until every event is visible.
+    /// Waits for the REST API, submits the connector, writes the latency load (if any), waits until every
+    /// event is visible.
     async fn drive(
         &self,
         child: &mut Child,
@@ -618,7 +657,7 @@ impl PeerRun<'_> {
         connector: &Path,
         log: &Path,
         deadline: Instant,
-    ) -> Result<()> {
+    ) -> Result<Option<Written>> {
         let base = format!("http://127.0.0.1:{port}");
         let name = self.slot;
         let alive = |child: &mut Child| -> Result<()> {
@@ -652,12 +691,49 @@ impl PeerRun<'_> {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let mut written = None;
+        let target = match &self.workload {
+            Workload::Drain { rows } => *rows,
+            Workload::Latency(writers) => {
+                // Warm-up: Debezium is streaming once event 0 is visible.
+                let client = connect(&self.db.url).await?;
+                client.execute(INSERT_RANGE_SQL, &[&0i64, &0i64]).await?;
+                self.wait_visible(child, consumer, 1, &base, log, deadline)
+                    .await
+                    .context("waiting for the warm-up event")?;
+                let w = writer::run(writers).await?;
+                consumer.expect(1 + w.events);
+                written = Some(w);
+                1 + w.events
+            }
+        };
+        self.wait_visible(child, consumer, target, &base, log, deadline)
+            .await?;
+        Ok(written)
+    }
+
+    /// Waits until `target` distinct events are visible, watching the JVM and the connector's status.
+    async fn wait_visible(
+        &self,
+        child: &mut Child,
+        consumer: &ConsumerHandle,
+        target: u64,
+        base: &str,
+        log: &Path,
+        deadline: Instant,
+    ) -> Result<()> {
+        let name = self.slot;
         let mut next_status = Instant::now();
         loop {
-            if consumer.distinct() >= self.rows {
+            if consumer.distinct() >= target {
                 return Ok(());
             }
-            alive(child)?;
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "Kafka Connect exited ({status}); last log lines:\n{}",
+                    log_tail(log, 20)
+                );
+            }
             if Instant::now() > deadline {
                 let status = http("GET", &format!("{base}/connectors/{name}/status"), None)
                     .await
@@ -665,7 +741,7 @@ impl PeerRun<'_> {
                 bail!(
                     "only {} of {} events became visible before the deadline; connector status: {}",
                     consumer.distinct(),
-                    self.rows,
+                    target,
                     truncate(&status, 600)
                 );
             }

@@ -100,17 +100,18 @@ struct Args {
     /// Partitions of the event topic.
     #[arg(long, default_value_t = 3)]
     partitions: i32,
-    /// Relays measured side by side with outboxd in the throughput runs, each on its own slot created with
-    /// outboxd's, after outboxd (`debezium`; none by default). Debezium must be installed
-    /// (tools/debezium/install; scripts/bench does it).
+    /// Relays measured side by side with outboxd, each alone after outboxd: in the throughput runs on a slot
+    /// created with outboxd's, in the latency runs on a database of their own [default: `debezium`; with
+    /// `--quick` or `--ceiling-only`: `none`]. Debezium must be installed (tools/debezium/install;
+    /// scripts/bench does it).
     #[arg(long, value_delimiter = ',')]
-    peers: Vec<debezium::Peer>,
+    peers: Option<Vec<debezium::Peer>>,
     /// Debezium's delivery modes to run (with `--peers debezium`).
     #[arg(long, value_delimiter = ',', default_value = "at-least-once,exactly-once")]
     debezium_modes: Vec<debezium::Mode>,
     /// Debezium settings to run each mode with: `defaults`, and/or `tuned` (the throughput settings of
     /// Debezium's docs: max.batch.size, max.queue.size, producer batching; listed in the report).
-    #[arg(long, value_delimiter = ',', default_value = "defaults")]
+    #[arg(long, value_delimiter = ',', default_value = "defaults,tuned")]
     debezium_settings: Vec<debezium::Settings>,
     /// Debezium connector settings as KEY=VALUE over the generated ones, every variant (repeatable; listed in
     /// the report), e.g. `snapshot.mode=never`.
@@ -225,7 +226,14 @@ async fn bench_main(args: Args) -> Result<()> {
         partitions: args.partitions,
         overrides: args.relay_set.clone(),
     };
-    let peers = if args.peers.contains(&debezium::Peer::Debezium) {
+    let wanted = args.peers.clone().unwrap_or_else(|| {
+        if args.quick || args.ceiling_only {
+            Vec::new()
+        } else {
+            vec![debezium::Peer::Debezium]
+        }
+    });
+    let peers = if wanted.contains(&debezium::Peer::Debezium) {
         Some(debezium::Peers::new(
             args.debezium_home.clone().unwrap_or_else(debezium::default_home),
             &repo,
@@ -293,20 +301,41 @@ async fn bench_main(args: Args) -> Result<()> {
         }
     }
     let mut latency_results = Vec::new();
+    let mut latency_failures = Vec::new();
     if args.scenarios.contains(&Scenario::Latency) && bench.relay.is_some() {
+        let variants = peers.as_ref().map_or(&[][..], |p| &p.variants[..]);
         for case in latency_cases(&args.latency, latency_secs)? {
             for run in 1..=runs {
-                let r = latency::run(&bench, case).await?;
-                eprintln!(
-                    "bench: latency {} events/s ({} rows/tx) run {run}/{runs}: achieved {:.0}/s, p50 {:.1} ms, \
-                     p99 {:.1} ms",
-                    case.rate,
-                    case.per_tx,
-                    r.achieved_rate,
-                    r.p50_us as f64 / 1000.0,
-                    r.p99_us as f64 / 1000.0
-                );
-                latency_results.push(r);
+                let mut rs = vec![latency::run(&bench, case).await?];
+                for &v in variants {
+                    let peers = peers.as_ref().context("variants without peers")?;
+                    match latency::run_peer(&bench, peers, v, case).await {
+                        Ok(r) => rs.push(r),
+                        Err(e) => {
+                            eprintln!("bench: latency {} events/s, {}: FAILED: {e:#}", case.rate, v.label());
+                            latency_failures.push(format!(
+                                "{} events/s ({} rows/tx), {}: {}",
+                                case.rate,
+                                case.per_tx,
+                                v.label(),
+                                format!("{e:#}").chars().take(400).collect::<String>()
+                            ));
+                        }
+                    }
+                }
+                for r in rs {
+                    eprintln!(
+                        "bench: latency {} events/s ({} rows/tx) run {run}/{runs}, {}: achieved {:.0}/s, \
+                         p50 {:.1} ms, p99 {:.1} ms",
+                        case.rate,
+                        case.per_tx,
+                        r.relay,
+                        r.achieved_rate,
+                        r.p50_us as f64 / 1000.0,
+                        r.p99_us as f64 / 1000.0
+                    );
+                    latency_results.push(r);
+                }
             }
         }
     }
@@ -359,6 +388,13 @@ async fn bench_main(args: Args) -> Result<()> {
     if !latency_results.is_empty() {
         println!("### Latency (Postgres commit to read_committed visibility), {latency_secs} s per run\n");
         println!("{}", report::latency_table(&latency_results));
+        if !latency_failures.is_empty() {
+            println!("Failed peer latency runs:\n");
+            for f in &latency_failures {
+                println!("- {}", f.replace('\n', " "));
+            }
+            println!();
+        }
     }
     if let (Some(p), Some(dir)) = (&profiled, &args.profile) {
         println!(

@@ -164,6 +164,30 @@ impl BenchDb {
         Ok(row.and_then(|r| r.get::<_, Option<i32>>(0)).map(|p| p as u32))
     }
 
+    /// Each row's Postgres commit time in microseconds since the epoch, by event index (`o-<i>`), for the
+    /// rows of index `from` and above: `pg_xact_commit_timestamp(xmin)`, the timestamp of the commit record
+    /// that pgoutput's Commit message (outboxd's `commit_time` header) carries too. Needs
+    /// `track_commit_timestamp = on` (scripts/services sets it).
+    pub async fn commit_times_us(&self, from: u64) -> Result<std::collections::HashMap<u64, i64>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT substr(aggregate_id, 3)::bigint, \
+                        (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint \
+                 FROM public.outbox WHERE aggregate_id LIKE 'o-%' AND substr(aggregate_id, 3)::bigint >= $1",
+                &[&(from as i64)],
+            )
+            .await
+            .context("reading commit timestamps (is track_commit_timestamp on? scripts/services up postgres)")?;
+        rows.iter()
+            .map(|r| {
+                let ts: Option<i64> = r.get(1);
+                let ts = ts.context("a row without a commit timestamp: track_commit_timestamp was off")?;
+                Ok((r.get::<_, i64>(0) as u64, ts))
+            })
+            .collect()
+    }
+
     /// WAL bytes between two positions.
     pub async fn wal_bytes(&self, from: &str, to: &str) -> Result<u64> {
         let row = self

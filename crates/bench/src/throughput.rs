@@ -177,6 +177,7 @@ async fn run_in(
         topic: topics.events.clone(),
         deadline,
         latency_from: None,
+        record_visible: false,
     };
     let mut walsender = None;
     let walsender_ref = &mut walsender;
