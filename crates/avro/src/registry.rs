@@ -412,13 +412,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The URL with any password replaced by `***`, for messages.
+/// The URL with any password replaced by `***`, for messages (the one redaction of outboxd_core).
 fn redacted(url: &Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some("***"));
-    }
-    shown.to_string()
+    outboxd_core::redact::redact_url(url.as_str())
 }
 
 #[cfg(test)]

@@ -7,10 +7,12 @@
 //! ```
 //!
 //! Guarantees: [`Lsn`] is a plain, totally ordered WAL position; [`LsnTracker`] only ever moves forward, so a
-//! late or repeated report can never rewind what has been confirmed to Postgres. Nothing here does I/O.
+//! late or repeated report can never rewind what has been confirmed to Postgres; [`redact`] is the one
+//! place secrets are hidden before anything is printed. Nothing here does I/O.
 
 mod event;
 mod lsn;
+pub mod redact;
 
 pub use event::{Commit, OutboxEvent, TxBegin, TxEvent};
 pub use lsn::{Lsn, LsnParseError, LsnTracker};

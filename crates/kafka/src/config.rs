@@ -46,9 +46,10 @@ pub struct SinkConfig {
     pub checkpoint_topic: String,
     /// Creation of missing topics (the broker is not expected to auto-create them).
     pub topics: TopicsConfig,
-    /// Extra librdkafka settings passed through as-is (TLS, SASL, tuning). They override outboxd's own,
-    /// except the ones exactly-once depends on (`transactional.id`, `enable.idempotence`, `acks`), which are
-    /// refused.
+    /// Extra librdkafka settings passed through as-is (TLS, SASL, tuning). Refused: the ones exactly-once
+    /// depends on (`transactional.id`, `enable.idempotence`, `acks`, ...), and the ones a typed setting
+    /// already sets (`linger.ms` is `kafka.linger_ms`, ...: set that instead), so that no value is silently
+    /// overridden.
     pub librdkafka: BTreeMap<String, String>,
 }
 
@@ -173,11 +174,36 @@ pub(crate) const PINNED_SETTINGS: &[&str] = &[
     "isolation.level",
 ];
 
+/// librdkafka settings (and their aliases) that a typed setting of `[kafka]` sets: refused in the passthrough
+/// map with a message naming both.
+pub(crate) const TYPED_SETTINGS: &[(&str, &str)] = &[
+    ("bootstrap.servers", "kafka.bootstrap_servers"),
+    ("metadata.broker.list", "kafka.bootstrap_servers"),
+    ("transaction.timeout.ms", "kafka.transaction_timeout_ms"),
+    ("linger.ms", "kafka.linger_ms"),
+    ("queue.buffering.max.ms", "kafka.linger_ms"),
+    ("batch.size", "kafka.batch_size"),
+    ("batch.num.messages", "kafka.batch_num_messages"),
+    ("compression.type", "kafka.compression"),
+    ("compression.codec", "kafka.compression"),
+    ("message.max.bytes", "kafka.max_message_bytes"),
+    ("queue.buffering.max.messages", "kafka.queue_max_messages"),
+    ("queue.buffering.max.kbytes", "kafka.queue_max_kbytes"),
+];
+
 impl SinkConfig {
     /// Checks what can be checked without a broker; the message says how to fix it.
     pub fn validate(&self) -> Result<(), String> {
         if self.bootstrap_servers.trim().is_empty() {
             return Err("kafka.bootstrap_servers is empty: set it to host:port of a broker".into());
+        }
+        for key in self.librdkafka.keys() {
+            if let Some((_, typed)) = TYPED_SETTINGS.iter().find(|(k, _)| k == key) {
+                return Err(format!(
+                    "kafka.librdkafka.\"{key}\" clashes with {typed}, which sets the same librdkafka setting: \
+                     set {typed} instead and remove kafka.librdkafka.\"{key}\""
+                ));
+            }
         }
         if let Some(key) = self
             .librdkafka
@@ -209,5 +235,38 @@ impl SinkConfig {
             return Err("kafka.topics.partitions and checkpoint_partitions must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_passthrough(key: &str) -> SinkConfig {
+        let mut c = SinkConfig::default();
+        c.librdkafka.insert(key.into(), "1".into());
+        c
+    }
+
+    #[test]
+    fn a_passthrough_key_clashing_with_a_typed_setting_is_refused_naming_both() {
+        for (key, typed) in TYPED_SETTINGS {
+            let err = with_passthrough(key).validate().unwrap_err();
+            assert!(err.contains(&format!("kafka.librdkafka.\"{key}\"")), "{err}");
+            assert!(err.contains(typed), "{err}");
+        }
+        let err = with_passthrough("linger.ms").validate().unwrap_err();
+        assert!(err.contains("kafka.linger_ms"), "{err}");
+    }
+
+    #[test]
+    fn pinned_settings_are_refused_and_others_pass_through() {
+        for key in PINNED_SETTINGS {
+            let err = with_passthrough(key).validate().unwrap_err();
+            assert!(err.contains("exactly-once"), "{err}");
+        }
+        for key in ["security.protocol", "sasl.mechanism", "socket.keepalive.enable", "partitioner"] {
+            assert_eq!(with_passthrough(key).validate(), Ok(()), "{key}");
+        }
     }
 }

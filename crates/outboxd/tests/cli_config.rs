@@ -145,3 +145,52 @@ registry_password = "{REGISTRY_SECRET}"
         assert!(!all.contains(secret), "{secret} leaked by check:\n{all}");
     }
 }
+
+/// Passwords with the characters that break naive redaction (`@ : / %`), raw and percent-encoded, in the
+/// Postgres URL and the registry URL: neither `--print-config` nor a failing `check` prints any part of them
+/// (an earlier redactor split at the first `@` and printed the rest of such a password).
+#[tokio::test]
+async fn passwords_with_at_colon_slash_and_percent_never_appear() {
+    let dir = TempDir::new("outboxd_cli_config");
+    // Each secret is long and distinctive after its special characters, so that a partial leak shows.
+    let raw = ["pq@Zx81:Lm42/Nv93%Kd77", "rg/Wq55@Tb61:%Hy23"];
+    let encoded = ["pq%40Zx81%3ALm42%2FNv93%25Kd77", "rg%2FWq55%40Tb61%3A%25Hy23"];
+    let fragments = ["Zx81", "Lm42", "Nv93", "Kd77", "Wq55", "Tb61", "Hy23"];
+    for (i, (pg, registry)) in [(raw[0], raw[1]), (encoded[0], encoded[1])].into_iter().enumerate() {
+        let file = dir.join(format!("special-{i}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                r#"[source]
+pg_url = "postgres://app:{pg}@127.0.0.1:1/app?sslmode=disable"
+
+[avro]
+registry_url = "http://outboxd:{registry}@127.0.0.1:1"
+"#
+            ),
+        )
+        .unwrap();
+        let printed = run(&["run", "--print-config"], &file).await;
+        let mut cmd = outboxd(&["check"]);
+        cmd.arg("--config")
+            .arg(&file)
+            .env("OUTBOXD_SOURCE__CONNECT_TIMEOUT_MS", "1000")
+            .env("OUTBOXD_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")
+            .env("OUTBOXD_KAFKA__REQUEST_TIMEOUT_MS", "1000")
+            .env("OUTBOXD_AVRO__REQUEST_TIMEOUT_MS", "1000");
+        let checked = run_with(&mut cmd).await;
+        assert_ne!(checked.code, Some(0), "check cannot pass against port 1");
+        for (what, out) in [("--print-config", &printed), ("check", &checked)] {
+            let all = out.all();
+            for f in fragments {
+                assert!(!all.contains(f), "{what} (variant {i}) printed {f:?} of a password:\n{all}");
+            }
+        }
+        printed.assert_code(0);
+        assert!(
+            printed.stdout.contains("postgres://app:***@127.0.0.1:1/app"),
+            "{}",
+            printed.stdout
+        );
+    }
+}

@@ -82,7 +82,7 @@ impl Default for SourceConfig {
 impl std::fmt::Debug for SourceConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SourceConfig")
-            .field("pg_url", &redact_url(&self.pg_url))
+            .field("pg_url", &outboxd_core::redact::redact_url(&self.pg_url))
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("ssl_root_cert", &self.ssl_root_cert)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
@@ -101,25 +101,6 @@ impl std::fmt::Debug for SourceConfig {
             .field("application_name", &self.application_name)
             .finish()
     }
-}
-
-/// `postgres://user:***@host/db`, or `password=***` in a conninfo string.
-fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((userinfo, host)) = rest.rsplit_once('@') {
-            if let Some((user, _)) = userinfo.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
-        }
-        return url.to_string();
-    }
-    url.split(' ')
-        .map(|part| match part.split_once('=') {
-            Some(("password", _)) => "password=***".to_string(),
-            _ => part.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Where outbox events are written by the application.

@@ -173,38 +173,9 @@ fn resolve_secret_files(table: &mut toml::Table, prefix: &str) -> Result<(), Con
     Ok(())
 }
 
-/// Key names whose values are secrets.
-fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "token",
-        "sasl.password",
-        "ssl.key.password",
-        "credentials",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
-}
-
-/// Hides the password in a `scheme://user:password@host` URL or a `password=...` conninfo.
-pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@') {
-            if let Some((user, _)) = userinfo.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
-        }
-    }
-    url.split(' ')
-        .map(|part| match part.split_once('=') {
-            Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
-            _ => part.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+// One redaction for every place a URL or a configuration is printed (logs, errors, `--print-config`,
+// `check`): outboxd_core::redact.
+pub use outboxd_core::redact::{is_secret_key, redact_url};
 
 /// The configuration as TOML with every secret replaced by `***` (for `--print-config` and logs).
 pub fn redacted_toml<T: Serialize>(config: &T) -> Result<String, toml::ser::Error> {
