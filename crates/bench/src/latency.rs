@@ -7,8 +7,8 @@
 //! `pg_xact_commit_timestamp`, the same commit timestamp outboxd's `commit_time` header carries.
 
 use crate::consumer::ConsumerSpec;
-use crate::debezium::{PeerRun, Peers, Variant, Workload};
 use crate::context::{wait_consumed, Bench, RunTarget};
+use crate::debezium::{PeerRun, Peers, Variant, Workload};
 use crate::env::run_name;
 use crate::kafka;
 use crate::pg::{connect, BenchDb, INSERT_RANGE_SQL, PUBLICATION};
@@ -59,7 +59,14 @@ pub struct LatencyResult {
 
 impl LatencyResult {
     /// Percentiles of `lat` (sorted here) and the rest of the figures.
-    fn of(relay: String, case: LatencyCase, w: Written, mut lat: Vec<i64>, peak_rss: u64, duplicates: u64) -> Self {
+    fn of(
+        relay: String,
+        case: LatencyCase,
+        w: Written,
+        mut lat: Vec<i64>,
+        peak_rss: u64,
+        duplicates: u64,
+    ) -> Self {
         lat.sort_unstable();
         let p = |q| percentile(&lat, q).unwrap_or(0);
         LatencyResult {
@@ -159,7 +166,12 @@ async fn run_in(bench: &Bench, db: &BenchDb, topics: &RunTopics, case: LatencyCa
 }
 
 /// Runs one case once for one peer variant, on a database of its own.
-pub async fn run_peer(bench: &Bench, peers: &Peers, variant: Variant, case: LatencyCase) -> Result<LatencyResult> {
+pub async fn run_peer(
+    bench: &Bench,
+    peers: &Peers,
+    variant: Variant,
+    case: LatencyCase,
+) -> Result<LatencyResult> {
     let name = run_name();
     let db = BenchDb::create(&bench.services, &name).await?;
     let result = run_peer_in(bench, peers, variant, &db, case).await;

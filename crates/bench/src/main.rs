@@ -312,7 +312,11 @@ async fn bench_main(args: Args) -> Result<()> {
                     match latency::run_peer(&bench, peers, v, case).await {
                         Ok(r) => rs.push(r),
                         Err(e) => {
-                            eprintln!("bench: latency {} events/s, {}: FAILED: {e:#}", case.rate, v.label());
+                            eprintln!(
+                                "bench: latency {} events/s, {}: FAILED: {e:#}",
+                                case.rate,
+                                v.label()
+                            );
                             latency_failures.push(format!(
                                 "{} events/s ({} rows/tx), {}: {}",
                                 case.rate,

@@ -178,7 +178,9 @@ impl BenchDb {
                 &[&(from as i64)],
             )
             .await
-            .context("reading commit timestamps (is track_commit_timestamp on? scripts/services up postgres)")?;
+            .context(
+                "reading commit timestamps (is track_commit_timestamp on? scripts/services up postgres)",
+            )?;
         rows.iter()
             .map(|r| {
                 let ts: Option<i64> = r.get(1);

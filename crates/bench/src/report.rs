@@ -338,6 +338,8 @@ mod tests {
             walsender_cpu_secs: Some(0.4),
             value_bytes: 300_000,
             error: error.map(String::from),
+            written: None,
+            visible_us: Vec::new(),
         };
         let mut a = run(100, 1.0, 2.0);
         a.peers = vec![peer(Some(10.0), None)];
@@ -387,6 +389,7 @@ mod tests {
     #[test]
     fn latency_rows_check_the_p99_target_at_10k() {
         let r = |rate, p99_us| LatencyResult {
+            relay: "outboxd".into(),
             rate,
             per_tx: 10,
             events: 100,
@@ -403,5 +406,15 @@ mod tests {
         assert!(t.contains("p99 ≤ 50 ms: met"), "{t}");
         let t = latency_table(&[r(10_000, 60_000)]);
         assert!(t.contains("p99 ≤ 50 ms: MISSED"), "{t}");
+        // A peer gets its own row, named, and outboxd's target is not checked on it.
+        let mut peer = r(10_000, 60_000);
+        peer.relay = "Debezium at-least-once".into();
+        let t = latency_table(&[r(10_000, 40_000), peer]);
+        assert_eq!(t.lines().count(), 4, "{t}");
+        assert!(
+            t.lines().nth(3).unwrap().contains("| Debezium at-least-once |"),
+            "{t}"
+        );
+        assert!(t.lines().nth(3).unwrap().ends_with("| – |"), "{t}");
     }
 }

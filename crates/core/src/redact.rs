@@ -9,9 +9,16 @@ pub const MASK: &str = "***";
 /// True for a configuration or query key that names a secret (`password`, `sasl.password`, `token`, ...).
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "passwd", "secret", "token", "credentials", "passphrase"]
-        .iter()
-        .any(|s| k.contains(s))
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "credentials",
+        "passphrase",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 /// `text` with every password it holds replaced by [`MASK`]: the password of a URL's userinfo, the value of
@@ -26,52 +33,34 @@ pub fn redact_url(text: &str) -> String {
     }
 }
 
-/// Everything after `scheme://`. The userinfo ends at the LAST `@` (a raw `@`, `/` or `:` in a password
-/// must not end it early); the user is what precedes the first `:` of the userinfo.
+/// Everything after `scheme://`. Secret query parameters are masked first (their values may hold an `@`);
+/// then the userinfo ends at the LAST `@` (a raw `@`, `/` or `:` in a password must not end it early), and
+/// the user is what precedes the first `:` of the userinfo. An `@` elsewhere makes it hide too much, never
+/// too little.
 fn redact_after_scheme(rest: &str) -> String {
-    let (userinfo, after) = match rest.rsplit_once('@') {
-        Some((u, a)) => (Some(u), a),
-        None => (None, rest),
+    let rest = match rest.split_once('?') {
+        Some((before, query)) => format!("{before}?{}", redact_query(query)),
+        None => rest.to_string(),
     };
-    let mut out = String::with_capacity(rest.len());
-    if let Some(userinfo) = userinfo {
-        match userinfo.split_once(':') {
-            Some((user, _)) => {
-                out.push_str(user);
-                out.push(':');
-                out.push_str(MASK);
-            }
-            None => out.push_str(userinfo),
-        }
-        out.push('@');
+    let Some((userinfo, after)) = rest.rsplit_once('@') else {
+        return rest;
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:{MASK}@{after}"),
+        None => rest,
     }
-    match after.split_once('?') {
-        Some((path, query)) => {
-            out.push_str(path);
-            out.push('?');
-            out.push_str(&redact_query(query));
-        }
-        None => out.push_str(after),
-    }
-    out
 }
 
+/// `k=v&k=v`: the value of every secret-named key masked up to the next `&`.
 fn redact_query(query: &str) -> String {
-    let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
-    let mut parts: Vec<String> = query
+    query
         .split('&')
         .map(|kv| match kv.split_once('=') {
             Some((k, _)) if is_secret_key(k) => format!("{k}={MASK}"),
             _ => kv.to_string(),
         })
-        .collect();
-    if let Some(f) = fragment {
-        if let Some(last) = parts.last_mut() {
-            last.push('#');
-            last.push_str(f);
-        }
-    }
-    parts.join("&")
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// A libpq conninfo (`host=db password='a b' user=u`): secret-named values masked, quotes and escapes
@@ -154,7 +143,17 @@ mod tests {
     use super::*;
 
     /// Passwords with every character that has broken a redactor: raw and percent-encoded.
-    const NASTY: &[&str] = &["p@ss", "p:ss", "p/ss", "p%40ss", "a@b:c/d%e", "x@@y", "q?r#s", "@", ":"];
+    const NASTY: &[&str] = &[
+        "p@ss",
+        "p:ss",
+        "p/ss",
+        "p%40ss",
+        "a@b:c/d%e",
+        "x@@y",
+        "q?r#s",
+        "@",
+        ":",
+    ];
 
     #[test]
     fn url_passwords_are_hidden_whatever_they_contain() {
@@ -178,7 +177,10 @@ mod tests {
             "postgres://app:***@db:5432/app?sslmode=require"
         );
         assert_eq!(redact_url("http://registry:8081"), "http://registry:8081");
-        assert_eq!(redact_url("http://user@registry:8081"), "http://user@registry:8081");
+        assert_eq!(
+            redact_url("http://user@registry:8081"),
+            "http://user@registry:8081"
+        );
     }
 
     #[test]
@@ -216,7 +218,14 @@ mod tests {
 
     #[test]
     fn secret_keys() {
-        for k in ["password", "sasl.password", "ssl.key.password", "registry_password", "api_token", "SECRET"] {
+        for k in [
+            "password",
+            "sasl.password",
+            "ssl.key.password",
+            "registry_password",
+            "api_token",
+            "SECRET",
+        ] {
             assert!(is_secret_key(k), "{k}");
         }
         for k in ["pg_url", "user", "sasl.username", "bootstrap_servers"] {

@@ -265,7 +265,12 @@ mod tests {
             let err = with_passthrough(key).validate().unwrap_err();
             assert!(err.contains("exactly-once"), "{err}");
         }
-        for key in ["security.protocol", "sasl.mechanism", "socket.keepalive.enable", "partitioner"] {
+        for key in [
+            "security.protocol",
+            "sasl.mechanism",
+            "socket.keepalive.enable",
+            "partitioner",
+        ] {
             assert_eq!(with_passthrough(key).validate(), Ok(()), "{key}");
         }
     }

@@ -156,8 +156,11 @@ async fn passwords_with_at_colon_slash_and_percent_never_appear() {
     let raw = ["pq@Zx81:Lm42/Nv93%Kd77", "rg/Wq55@Tb61:%Hy23"];
     let encoded = ["pq%40Zx81%3ALm42%2FNv93%25Kd77", "rg%2FWq55%40Tb61%3A%25Hy23"];
     let fragments = ["Zx81", "Lm42", "Nv93", "Kd77", "Wq55", "Tb61", "Hy23"];
-    for (i, (pg, registry)) in [(raw[0], raw[1]), (encoded[0], encoded[1])].into_iter().enumerate() {
-        let file = dir.join(format!("special-{i}.toml"));
+    for (i, (pg, registry)) in [(raw[0], raw[1]), (encoded[0], encoded[1])]
+        .into_iter()
+        .enumerate()
+    {
+        let file = dir.join(&format!("special-{i}.toml"));
         std::fs::write(
             &file,
             format!(
@@ -183,7 +186,10 @@ registry_url = "http://outboxd:{registry}@127.0.0.1:1"
         for (what, out) in [("--print-config", &printed), ("check", &checked)] {
             let all = out.all();
             for f in fragments {
-                assert!(!all.contains(f), "{what} (variant {i}) printed {f:?} of a password:\n{all}");
+                assert!(
+                    !all.contains(f),
+                    "{what} (variant {i}) printed {f:?} of a password:\n{all}"
+                );
             }
         }
         printed.assert_code(0);
