@@ -44,7 +44,8 @@ use throughput::ThroughputCase;
 #[derive(Debug, Parser)]
 #[command(name = "outboxd-bench")]
 struct Args {
-    /// Small and fast (20,000 rows, one run of each case, 5 s of latency): checks that the bench still works.
+    /// Small and fast (20,000 rows, one run of each case, 5 s of latency, one Debezium run in the first
+    /// throughput case): checks that the bench and its peer harness still work.
     #[arg(long)]
     quick: bool,
     /// Rows per throughput run [default: 1,000,000; quick: 20,000].
@@ -102,17 +103,19 @@ struct Args {
     partitions: i32,
     /// Relays measured side by side with outboxd, each alone after outboxd: in the throughput runs on a slot
     /// created with outboxd's, in the latency runs on a database of their own [default: `debezium`; with
-    /// `--quick` or `--ceiling-only`: `none`]. Debezium must be installed (tools/debezium/install;
-    /// scripts/bench does it).
+    /// `--ceiling-only`: `none`; with `--quick`, one at-least-once run in the first throughput case only].
+    /// Debezium must be installed (tools/debezium/install; scripts/bench does it).
     #[arg(long, value_delimiter = ',')]
     peers: Option<Vec<debezium::Peer>>,
     /// Debezium's delivery modes to run (with `--peers debezium`).
-    #[arg(long, value_delimiter = ',', default_value = "at-least-once,exactly-once")]
-    debezium_modes: Vec<debezium::Mode>,
+    /// [default: at-least-once,exactly-once; quick: at-least-once]
+    #[arg(long, value_delimiter = ',')]
+    debezium_modes: Option<Vec<debezium::Mode>>,
     /// Debezium settings to run each mode with: `defaults`, and/or `tuned` (the throughput settings of
     /// Debezium's docs: max.batch.size, max.queue.size, producer batching; listed in the report).
-    #[arg(long, value_delimiter = ',', default_value = "defaults,tuned")]
-    debezium_settings: Vec<debezium::Settings>,
+    /// [default: defaults,tuned; quick: defaults]
+    #[arg(long, value_delimiter = ',')]
+    debezium_settings: Option<Vec<debezium::Settings>>,
     /// Debezium connector settings as KEY=VALUE over the generated ones, every variant (repeatable; listed in
     /// the report), e.g. `snapshot.mode=never`.
     #[arg(long = "debezium-set")]
@@ -227,18 +230,32 @@ async fn bench_main(args: Args) -> Result<()> {
         overrides: args.relay_set.clone(),
     };
     let wanted = args.peers.clone().unwrap_or_else(|| {
-        if args.quick || args.ceiling_only {
+        if args.ceiling_only {
             Vec::new()
         } else {
             vec![debezium::Peer::Debezium]
+        }
+    });
+    let modes = args.debezium_modes.clone().unwrap_or_else(|| {
+        if args.quick {
+            vec![debezium::Mode::AtLeastOnce]
+        } else {
+            vec![debezium::Mode::AtLeastOnce, debezium::Mode::ExactlyOnce]
+        }
+    });
+    let settings = args.debezium_settings.clone().unwrap_or_else(|| {
+        if args.quick {
+            vec![debezium::Settings::Defaults]
+        } else {
+            vec![debezium::Settings::Defaults, debezium::Settings::Tuned]
         }
     });
     let peers = if wanted.contains(&debezium::Peer::Debezium) {
         Some(debezium::Peers::new(
             args.debezium_home.clone().unwrap_or_else(debezium::default_home),
             &repo,
-            &args.debezium_modes,
-            &args.debezium_settings,
+            &modes,
+            &settings,
             &args.debezium_set,
         )?)
     } else {
@@ -263,9 +280,11 @@ async fn bench_main(args: Args) -> Result<()> {
     }
     let mut throughput_results = Vec::new();
     if args.scenarios.contains(&Scenario::Throughput) {
-        for case in &cases {
+        for (i, case) in cases.iter().enumerate() {
+            // --quick: one small peer run (the first case), so that the harness cannot rot.
+            let case_peers = peers.as_ref().filter(|_| !args.quick || i == 0);
             for run in 1..=runs {
-                let r = throughput::run(&bench, *case, None, peers.as_ref()).await?;
+                let r = throughput::run(&bench, *case, None, case_peers).await?;
                 eprintln!(
                     "bench: throughput {} rows/tx run {run}/{runs}: ceiling {:.0} rows/s, outboxd {} ({:.1} s pre-writing)",
                     case.per_tx,
@@ -303,7 +322,10 @@ async fn bench_main(args: Args) -> Result<()> {
     let mut latency_results = Vec::new();
     let mut latency_failures = Vec::new();
     if args.scenarios.contains(&Scenario::Latency) && bench.relay.is_some() {
-        let variants = peers.as_ref().map_or(&[][..], |p| &p.variants[..]);
+        let variants = match &peers {
+            Some(p) if !args.quick => &p.variants[..],
+            _ => &[][..],
+        };
         for case in latency_cases(&args.latency, latency_secs)? {
             for run in 1..=runs {
                 let mut rs = vec![latency::run(&bench, case).await?];
