@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 
 /// One encoded value, with the schema it was written with.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Encoded {
+pub struct EncodedPayload {
     /// Confluent wire format: magic 0, schema id (4 bytes, big-endian), Avro binary.
     pub bytes: Vec<u8>,
     /// The registry's id of the writer schema.
@@ -216,11 +216,11 @@ impl Encoder {
         topic: &str,
         event_type: &str,
         payload: &[u8],
-    ) -> Result<Encoded, EncodeError> {
+    ) -> Result<EncodedPayload, EncodeError> {
         let bound = self.bound(topic, event_type).await?;
         let bytes = encode_payload(&bound.schema, bound.id, payload, self.inner.config.unknown_fields)
             .map_err(EncodeError::Rejected)?;
-        Ok(Encoded {
+        Ok(EncodedPayload {
             bytes,
             schema_id: bound.id,
             subject: bound.subject.clone(),

@@ -29,7 +29,7 @@ pub mod registry;
 pub mod schemas;
 
 pub use config::{AvroConfig, CompatibilityLevel, KeyFormat, SchemaSource, SubjectStrategy, UnknownFields};
-pub use encoder::{check_schemas, check_schemas_for_topics, Encoded, Encoder};
+pub use encoder::{check_schemas, check_schemas_for_topics, EncodedPayload, Encoder};
 pub use error::{reason, AvroError, EncodeError, Rejection};
 pub use gate::{GateReport, Outcome, SubjectReport};
 pub use schemas::LoadedSchema;

@@ -351,7 +351,7 @@ async fn rejections_carry_reason_codes_through_the_encoder() {
     let ns = unique_name("ns");
     let dir = SchemaDir::new(&[("Order.avsc", &record(&ns, "Order", V1_FIELDS))]);
     let encoder = Encoder::connect(config(&url, &dir.path)).await.unwrap();
-    let reject = |r: Result<outboxd_avro::Encoded, EncodeError>| match r {
+    let reject = |r: Result<outboxd_avro::EncodedPayload, EncodeError>| match r {
         Err(EncodeError::Rejected(rej)) => rej,
         other => panic!("expected a rejection, got {other:?}"),
     };

@@ -60,11 +60,6 @@ impl Batch {
         self.pg_open.is_some()
     }
 
-    /// The Postgres transaction being streamed.
-    pub fn current(&self) -> Option<&TxBegin> {
-        self.pg_open.as_ref()
-    }
-
     /// Starts a Postgres transaction. Returns true when a Kafka transaction must be begun first.
     pub fn begin_pg(&mut self, begin: TxBegin, now: Instant) -> Result<bool, SinkError> {
         if self.pg_open.is_some() {

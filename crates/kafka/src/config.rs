@@ -218,12 +218,12 @@ impl SinkConfig {
             return Err("kafka.routing.mode is \"fixed\" but kafka.routing.fixed_topic is not set".into());
         }
         if let Some(t) = &self.routing.fixed_topic {
-            crate::route::check_topic_name(t).map_err(|e| format!("kafka.routing.fixed_topic: {e}"))?;
+            crate::topic_name::check_topic_name(t).map_err(|e| format!("kafka.routing.fixed_topic: {e}"))?;
         }
-        crate::route::check_template(&self.routing.topic_template)
+        crate::topic_name::check_template(&self.routing.topic_template)
             .map_err(|e| format!("kafka.routing.topic_template: {e}"))?;
-        crate::route::check_topic_name(&self.dlq_topic).map_err(|e| format!("kafka.dlq_topic: {e}"))?;
-        crate::route::check_topic_name(&self.checkpoint_topic)
+        crate::topic_name::check_topic_name(&self.dlq_topic).map_err(|e| format!("kafka.dlq_topic: {e}"))?;
+        crate::topic_name::check_topic_name(&self.checkpoint_topic)
             .map_err(|e| format!("kafka.checkpoint_topic: {e}"))?;
         if self.max_message_bytes < 1024 {
             return Err("kafka.max_message_bytes is below 1024: nothing useful would fit".into());

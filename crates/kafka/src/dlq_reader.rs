@@ -3,8 +3,8 @@
 //! transactions and control records are never handed out). The end is detected by the consumer's position, not
 //! by partition-EOF events (some brokers send none past control records).
 
+use crate::dead_letter::DeadLetter;
 use crate::producer::{base_client_config, QuietContext};
-use crate::replay::DeadLetter;
 use crate::{SinkConfig, SinkError};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;

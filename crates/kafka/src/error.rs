@@ -156,7 +156,7 @@ pub(crate) enum Reaction {
 
 /// Context for classifying a failure.
 #[derive(Debug)]
-pub(crate) struct Failure<'a> {
+pub(crate) struct FailedCall<'a> {
     /// The operation.
     pub op: &'static str,
     /// This producer's transactional id.
@@ -167,10 +167,10 @@ pub(crate) struct Failure<'a> {
     pub txn_age: Option<(std::time::Duration, std::time::Duration)>,
 }
 
-impl Failure<'_> {
+impl FailedCall<'_> {
     /// Maps a librdkafka error onto the state machine: fenced/fatal halt, abortable restarts, retriable retries.
     pub(crate) fn classify(self, err: KafkaError) -> Reaction {
-        let Failure {
+        let FailedCall {
             op,
             transactional_id,
             fatal,
@@ -238,8 +238,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn failure(fatal: Option<(RDKafkaErrorCode, String)>) -> Failure<'static> {
-        Failure {
+    fn failure(fatal: Option<(RDKafkaErrorCode, String)>) -> FailedCall<'static> {
+        FailedCall {
             op: "commit",
             transactional_id: "outboxd-slot",
             fatal,
@@ -255,7 +255,7 @@ mod tests {
                 "Failed to add partitions to transaction: fenced".into(),
             ))
         };
-        let old = Failure {
+        let old = FailedCall {
             txn_age: Some((Duration::from_secs(7), Duration::from_secs(5))),
             ..failure(epoch_bumped())
         }
@@ -267,7 +267,7 @@ mod tests {
         );
         assert!(err.to_string().contains("transaction_timeout_ms"), "{err}");
         // The same error met by a young transaction is a newer instance's fence: halt.
-        let young = Failure {
+        let young = FailedCall {
             txn_age: Some((Duration::from_secs(1), Duration::from_secs(5))),
             ..failure(epoch_bumped())
         }

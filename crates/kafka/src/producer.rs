@@ -1,7 +1,7 @@
 //! The transactional producer: librdkafka settings, blocking transaction calls moved off the async threads,
 //! retries of retriable errors with backoff, and a non-blocking `send` that waits while the queue is full.
 
-use crate::error::{Failure, Reaction};
+use crate::error::{FailedCall, Reaction};
 use crate::headers::HeaderList;
 use crate::{SinkConfig, SinkError, SinkStats};
 use rdkafka::client::ClientContext;
@@ -100,6 +100,18 @@ pub(crate) struct OutRecord<'a> {
     pub headers: &'a HeaderList,
 }
 
+impl<'a> OutRecord<'a> {
+    /// A ready record, borrowed.
+    pub fn of(record: &'a crate::ReadyRecord) -> Self {
+        OutRecord {
+            topic: &record.topic,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &record.headers,
+        }
+    }
+}
+
 /// The transactional producer.
 pub(crate) struct TxnProducer {
     inner: Arc<ThreadedProducer<SinkContext>>,
@@ -185,12 +197,12 @@ impl TxnProducer {
         })
     }
 
-    fn failure(&self, op: &'static str) -> Failure<'_> {
+    fn failure(&self, op: &'static str) -> FailedCall<'_> {
         let began = *self
             .began
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Failure {
+        FailedCall {
             op,
             transactional_id: &self.transactional_id,
             fatal: self.inner.client().fatal_error(),

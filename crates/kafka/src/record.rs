@@ -1,6 +1,7 @@
-//! What the sink is handed (an encoded record, or a reason to dead-letter) and the record size check.
+//! What the sink is handed (a ready record: topic, key, value, headers), what it can answer (written, or
+//! refused for a reason only the broker side can know), the dead-letter reasons, and the record size bound.
 
-use crate::headers::{HeaderList, SchemaRef};
+use crate::headers::HeaderList;
 
 /// Why an event went to the dead-letter topic: the `dlq_reason` header carries [`DlqReason::code`], a
 /// stable, machine-readable code.
@@ -44,17 +45,61 @@ impl std::fmt::Display for DlqReason {
     }
 }
 
-/// An event's encoded record, ready to be produced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EncodedRecord {
-    /// The destination topic (from [`crate::Router::topic_for`]).
+/// A record ready to be produced, in the form the producer takes: built by `outboxd-record` (an event's
+/// record or its dead letter), written by the sink as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadyRecord {
+    /// The destination topic.
     pub topic: String,
-    /// The encoded key (the aggregate id, as the key format says); `None` for no key.
+    /// The key bytes; `None` for no key.
     pub key: Option<Vec<u8>>,
-    /// The encoded value (Confluent wire format).
-    pub value: Vec<u8>,
-    /// The schema the value was written with, for the `schema_id`/`schema_version` headers.
-    pub schema: Option<SchemaRef>,
+    /// The value bytes (Confluent wire format for an event; the original payload for a dead letter); `None`
+    /// for no value (a dead letter whose payload was too large to keep).
+    pub value: Option<Vec<u8>>,
+    /// The headers, in order.
+    pub headers: HeaderList,
+}
+
+impl ReadyRecord {
+    /// The most bytes this record can take on the wire ([`record_size`]).
+    pub fn size(&self) -> usize {
+        record_size(self.key.as_deref(), self.value.as_deref(), &self.headers)
+    }
+}
+
+/// What the sink did with a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Queued in the open transaction.
+    Queued,
+    /// Refused for a reason only the broker side knows (its topic does not exist and creation is disabled;
+    /// the producer refused its size): the caller dead-letters the event with this reason.
+    Refused {
+        /// [`DlqReason::UnknownTopic`] or [`DlqReason::TooLarge`].
+        reason: DlqReason,
+        /// What exactly was wrong.
+        detail: String,
+    },
+}
+
+impl Written {
+    /// Refused: the topic does not exist and topic creation is disabled.
+    pub(crate) fn unknown_topic(topic: &str) -> Written {
+        Written::Refused {
+            reason: DlqReason::UnknownTopic,
+            detail: format!("topic {topic:?} does not exist and kafka.topics.create is false"),
+        }
+    }
+
+    /// Refused: the producer refused the record's size.
+    pub(crate) fn too_large(size: usize, max_message_bytes: usize) -> Written {
+        Written::Refused {
+            reason: DlqReason::TooLarge,
+            detail: format!(
+                "the producer refused the record of {size} bytes (kafka.max_message_bytes is {max_message_bytes})"
+            ),
+        }
+    }
 }
 
 /// Upper bound of a record's per-record framing (v2 record varints) plus its share of a record batch header:

@@ -6,12 +6,11 @@
 //! Order, as in the pipeline: `init_transactions` (fencing an older replay and aborting its open transaction
 //! with its offsets) BEFORE the committed offsets are read.
 
+use crate::dead_letter::{self, DeadLetter};
 use crate::dlq_reader::DlqReader;
 use crate::producer::{base_client_config, OutRecord, Sent, TxnProducer};
-use crate::record::record_size;
-use crate::replay::{self, DeadLetter, Replayable};
 use crate::topics::{TopicKind, TopicState, Topics};
-use crate::{DlqReason, EncodedRecord, SinkConfig, SinkError, SinkStats};
+use crate::{ReadyRecord, SinkConfig, SinkError, SinkStats, Written};
 use rdkafka::consumer::ConsumerGroupMetadata;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,21 +22,6 @@ pub struct ReplayIdentity {
     pub group_id: String,
     /// The transactional id (`<pipeline transactional id>-dlq-replay`).
     pub transactional_id: String,
-}
-
-/// What became of a dead letter handed to [`Replayer::replay`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Replayed {
-    /// Produced to its topic in the open transaction.
-    Produced,
-    /// The sink's own rules refused it (too large, topic missing, bad headers): appended to the dead-letter
-    /// topic again with this reason.
-    Requeued {
-        /// The new reason.
-        reason: DlqReason,
-        /// What was wrong.
-        detail: String,
-    },
 }
 
 /// Writes replayed events and requeued dead letters in Kafka transactions that also commit the replay
@@ -116,58 +100,21 @@ impl Replayer {
         Ok(())
     }
 
-    /// Produces a dead letter that now fits its schema to its topic (`record` from the encoder), with the
-    /// pipeline's headers plus `dlq_replayed_from`; requeues it when the sink's rules refuse it.
-    pub async fn replay(
-        &mut self,
-        dl: &DeadLetter,
-        replayable: &Replayable,
-        record: EncodedRecord,
-    ) -> Result<Replayed, SinkError> {
+    /// Produces a replayed event (`record`, built by `outboxd-record` from the dead letter) to its topic, or
+    /// refuses it as [`crate::Sink::produce`] does; the caller then requeues the dead letter with that reason.
+    pub async fn replay(&mut self, record: &ReadyRecord) -> Result<Written, SinkError> {
         if !self.open {
             return Err(SinkError::Misuse("replay outside a transaction"));
         }
-        let headers = match replay::replayed_headers(dl, replayable, record.schema) {
-            Ok(h) => h,
-            Err(detail) => return self.refuse(dl, DlqReason::InvalidHeaders, detail).await,
-        };
         if !self.topics.is_known(&record.topic)
             && self.topics.ensure(&record.topic, TopicKind::Events).await? == TopicState::Missing
         {
-            let detail = format!(
-                "topic {:?} does not exist and kafka.topics.create is false",
-                record.topic
-            );
-            return self.refuse(dl, DlqReason::UnknownTopic, detail).await;
+            return Ok(Written::unknown_topic(&record.topic));
         }
-        let size = record_size(record.key.as_deref(), Some(&record.value), &headers);
-        let too_large = format!(
-            "the record would take {size} bytes; kafka.max_message_bytes is {}",
-            self.config.max_message_bytes
-        );
-        if size > self.config.max_message_bytes {
-            return self.refuse(dl, DlqReason::TooLarge, too_large).await;
+        match self.producer.send(&OutRecord::of(record)).await? {
+            Sent::Queued => Ok(Written::Queued),
+            Sent::TooLarge => Ok(Written::too_large(record.size(), self.config.max_message_bytes)),
         }
-        let out = OutRecord {
-            topic: &record.topic,
-            key: record.key.as_deref(),
-            value: Some(&record.value),
-            headers: &headers,
-        };
-        match self.producer.send(&out).await? {
-            Sent::Queued => Ok(Replayed::Produced),
-            Sent::TooLarge => self.refuse(dl, DlqReason::TooLarge, too_large).await,
-        }
-    }
-
-    async fn refuse(
-        &mut self,
-        dl: &DeadLetter,
-        reason: DlqReason,
-        detail: String,
-    ) -> Result<Replayed, SinkError> {
-        self.requeue(dl, Some((reason.code(), &detail))).await?;
-        Ok(Replayed::Requeued { reason, detail })
     }
 
     /// Appends a dead letter to the dead-letter topic again (key and value as they were), `dlq_replays`
@@ -176,7 +123,7 @@ impl Replayer {
         if !self.open {
             return Err(SinkError::Misuse("requeue outside a transaction"));
         }
-        let headers = replay::requeued_headers(dl, reason);
+        let headers = dead_letter::requeued_headers(dl, reason);
         let out = OutRecord {
             topic: &self.config.dlq_topic,
             key: dl.key.as_deref(),

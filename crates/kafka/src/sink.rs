@@ -3,13 +3,11 @@
 
 use crate::batch::Batch;
 use crate::checkpoint::{self, Checkpoint};
-use crate::headers::{self, DeadLetterInfo, HeaderList};
+use crate::headers::{self, HeaderList};
 use crate::producer::{base_client_config, OutRecord, Sent, TxnProducer};
-use crate::record::record_size;
-use crate::route::{RouteRejection, Router};
 use crate::topics::{TopicKind, TopicState, Topics};
-use crate::{DlqReason, EncodedRecord, SinkConfig, SinkError, SinkStats};
-use outboxd_core::{Commit, Lsn, OutboxEvent, TxBegin};
+use crate::{DlqReason, ReadyRecord, SinkConfig, SinkError, SinkStats, Written};
+use outboxd_core::{Commit, Lsn, TxBegin};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,15 +20,6 @@ pub struct SinkIdentity {
     pub transactional_id: String,
 }
 
-/// Where an event ended up in the open transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// On its topic.
-    Produced,
-    /// On the dead-letter topic, for this reason.
-    DeadLettered(DlqReason),
-}
-
 /// A committed Kafka transaction: its checkpoint names the end LSN that may now be confirmed to Postgres.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
@@ -41,7 +30,7 @@ pub struct Committed {
 }
 
 /// The transactional sink. Drive it per Postgres transaction: [`Sink::begin`], then [`Sink::produce`] /
-/// [`Sink::dead_letter`] per event, then [`Sink::end`]; between Postgres transactions, [`Sink::commit`] when
+/// [`Sink::dead_letter`] per record, then [`Sink::end`]; between Postgres transactions, [`Sink::commit`] when
 /// [`Sink::commit_due`] (or at [`Sink::commit_deadline`]). After any error, call [`Sink::abort`] (best effort)
 /// and drop the sink: a restart builds a new one, which reads the checkpoint again.
 pub struct Sink {
@@ -49,7 +38,6 @@ pub struct Sink {
     identity: SinkIdentity,
     producer: TxnProducer,
     topics: Topics,
-    router: Router,
     stats: Arc<SinkStats>,
     checkpoint: Option<Checkpoint>,
     batch: Batch,
@@ -81,7 +69,6 @@ impl Sink {
         stats: Arc<SinkStats>,
     ) -> Result<Sink, SinkError> {
         config.validate().map_err(SinkError::Config)?;
-        let router = Router::new(&config.routing).map_err(SinkError::Config)?;
         let client = base_client_config(&config);
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let mut topics = Topics::new(&client, config.topics.clone(), timeout)?;
@@ -122,7 +109,6 @@ impl Sink {
             identity,
             producer,
             topics,
-            router,
             stats,
             checkpoint,
             batch: Batch::default(),
@@ -143,11 +129,6 @@ impl Sink {
     /// The shared counters.
     pub fn stats(&self) -> &Arc<SinkStats> {
         &self.stats
-    }
-
-    /// The topic an event goes to (pure; see [`Router::topic_for`]).
-    pub fn route(&self, event: &OutboxEvent) -> Result<String, RouteRejection> {
-        self.router.topic_for(event)
     }
 
     /// True while a Postgres transaction is being streamed into the open Kafka transaction.
@@ -179,124 +160,36 @@ impl Sink {
         Ok(())
     }
 
-    fn commit_time(&self) -> i64 {
-        self.batch.current().map_or(0, |b| b.commit_time_us)
-    }
-
-    /// Produces an encoded event into the open transaction, or dead-letters it when its headers are invalid,
-    /// its topic is missing (creation disabled) or it is too large.
-    pub async fn produce(
-        &mut self,
-        event: &OutboxEvent,
-        record: EncodedRecord,
-    ) -> Result<Delivery, SinkError> {
+    /// Produces a record into the open transaction, or refuses it when only the broker side can tell that it
+    /// cannot go (its topic is missing and creation is disabled; the producer refuses its size): the caller
+    /// then dead-letters the event with that reason.
+    pub async fn produce(&mut self, record: &ReadyRecord) -> Result<Written, SinkError> {
         if !self.batch.pg_open() {
             return Err(SinkError::Misuse("produce outside a Postgres transaction"));
         }
-        let headers = match headers::event_headers(event, self.commit_time(), record.schema) {
-            Ok(h) => h,
-            Err(detail) => {
-                return self
-                    .dead_letter(event, DlqReason::InvalidHeaders, &detail, Some(&record.topic))
-                    .await
-            }
-        };
         if !self.topics.is_known(&record.topic)
             && self.topics.ensure(&record.topic, TopicKind::Events).await? == TopicState::Missing
         {
-            let detail = format!(
-                "topic {:?} does not exist and kafka.topics.create is false",
-                record.topic
-            );
-            return self
-                .dead_letter(event, DlqReason::UnknownTopic, &detail, Some(&record.topic))
-                .await;
+            return Ok(Written::unknown_topic(&record.topic));
         }
-        let size = record_size(record.key.as_deref(), Some(&record.value), &headers);
-        let too_large = |size: usize| {
-            format!(
-                "the record would take {size} bytes; kafka.max_message_bytes is {}",
-                self.config.max_message_bytes
-            )
-        };
-        if size > self.config.max_message_bytes {
-            let detail = too_large(size);
-            return self
-                .dead_letter(event, DlqReason::TooLarge, &detail, Some(&record.topic))
-                .await;
-        }
-        let out = OutRecord {
-            topic: &record.topic,
-            key: record.key.as_deref(),
-            value: Some(&record.value),
-            headers: &headers,
-        };
-        match self.producer.send(&out).await? {
+        let size = record.size();
+        match self.producer.send(&OutRecord::of(record)).await? {
             Sent::Queued => {
                 self.batch.add_event(size)?;
-                Ok(Delivery::Produced)
+                Ok(Written::Queued)
             }
-            Sent::TooLarge => {
-                let detail = too_large(size);
-                self.dead_letter(event, DlqReason::TooLarge, &detail, Some(&record.topic))
-                    .await
-            }
+            Sent::TooLarge => Ok(Written::too_large(size, self.config.max_message_bytes)),
         }
     }
 
-    /// Sends an event to the dead-letter topic in the open transaction: the original payload as value (dropped,
-    /// and said so in `dlq_detail`, when even that is too large), the aggregate id as key, `dlq_*` headers.
-    pub async fn dead_letter(
-        &mut self,
-        event: &OutboxEvent,
-        reason: DlqReason,
-        detail: &str,
-        intended_topic: Option<&str>,
-    ) -> Result<Delivery, SinkError> {
+    /// Writes a dead letter (built by `outboxd-record`, for this reason) into the open transaction.
+    pub async fn dead_letter(&mut self, record: &ReadyRecord, reason: DlqReason) -> Result<(), SinkError> {
         if !self.batch.pg_open() {
             return Err(SinkError::Misuse("dead letter outside a Postgres transaction"));
         }
-        tracing::warn!(
-            reason = reason.code(),
-            detail,
-            id = ?event.id,
-            lsn = %event.lsn,
-            intended_topic,
-            "event sent to the dead-letter topic"
-        );
-        let key = event.aggregate_id.as_deref().map(str::as_bytes);
-        let mut value = event.payload.as_deref();
-        let info = DeadLetterInfo {
-            reason,
-            detail,
-            intended_topic,
-        };
-        let mut headers: HeaderList = headers::dead_letter_headers(event, self.commit_time(), &info);
-        let mut size = record_size(key, value, &headers);
-        if size > self.config.max_message_bytes {
-            let dropped = format!(
-                "{detail} (payload of {} bytes dropped: too large for the dead-letter topic)",
-                value.map_or(0, <[u8]>::len)
-            );
-            let info = DeadLetterInfo {
-                detail: &dropped,
-                ..info
-            };
-            headers = headers::dead_letter_headers(event, self.commit_time(), &info);
-            value = None;
-            size = record_size(key, value, &headers);
-        }
-        let out = OutRecord {
-            topic: &self.config.dlq_topic,
-            key,
-            value,
-            headers: &headers,
-        };
-        match self.producer.send(&out).await? {
-            Sent::Queued => {
-                self.batch.add_dead_letter(reason.code(), size)?;
-                Ok(Delivery::DeadLettered(reason))
-            }
+        let size = record.size();
+        match self.producer.send(&OutRecord::of(record)).await? {
+            Sent::Queued => self.batch.add_dead_letter(reason.code(), size),
             Sent::TooLarge => Err(SinkError::Config(format!(
                 "a dead letter of {size} bytes was refused as too large: kafka.max_message_bytes ({}) exceeds \
                  the producer's message.max.bytes",

@@ -1,10 +1,8 @@
 //! The sink against the real broker: transactions with their checkpoint, checkpoint read-back, aborts hidden
 //! from `read_committed`, dead letters, fencing. Needs `scripts/services up kafka`.
 
-use outboxd_core::{Commit, Lsn, OutboxEvent, TxBegin};
-use outboxd_kafka::{
-    Delivery, DlqReason, EncodedRecord, RouteMode, SchemaRef, Sink, SinkConfig, SinkIdentity, SinkStats,
-};
+use outboxd_core::{Commit, Lsn, TxBegin};
+use outboxd_kafka::{DlqReason, ReadyRecord, RouteMode, Sink, SinkConfig, SinkIdentity, SinkStats, Written};
 use outboxd_testkit::kafka::{drain, Isolation, Record};
 use outboxd_testkit::{unique_name, wait_until, Services};
 use std::sync::Arc;
@@ -50,15 +48,13 @@ fn fixture() -> Fixture {
     }
 }
 
-fn event(n: u64, aggregate: &str) -> OutboxEvent {
-    OutboxEvent {
-        id: Some(format!("id-{n}")),
-        aggregate_type: Some("order".into()),
-        aggregate_id: Some(aggregate.into()),
-        event_type: Some("OrderCreated".into()),
-        payload: Some(format!("{{\"n\":{n}}}").into_bytes()),
-        lsn: Lsn(n * 10),
-        ..Default::default()
+/// A ready record for event `n` (as outboxd-record builds them: the sink writes it as it is).
+fn record(topic: &str, n: u64, aggregate: &str) -> ReadyRecord {
+    ReadyRecord {
+        topic: topic.into(),
+        key: Some(aggregate.as_bytes().to_vec()),
+        value: Some(format!("{{\"n\":{n}}}").into_bytes()),
+        headers: vec![("id".into(), format!("id-{n}").into_bytes())],
     }
 }
 
@@ -84,17 +80,8 @@ fn commit(n: u64, events: u64) -> Commit {
 async fn stream_txn(sink: &mut Sink, topic: &str, n: u64, events: u64) {
     sink.begin(&begin(n)).unwrap();
     for i in 0..events {
-        let e = event(n * 1000 + i, &format!("agg-{}", i % 3));
-        let record = EncodedRecord {
-            topic: topic.into(),
-            key: e.aggregate_id.clone().map(String::into_bytes),
-            value: e.payload.clone().unwrap(),
-            schema: Some(SchemaRef {
-                id: 1,
-                version: Some(1),
-            }),
-        };
-        assert_eq!(sink.produce(&e, record).await.unwrap(), Delivery::Produced);
+        let r = record(topic, n * 1000 + i, &format!("agg-{}", i % 3));
+        assert_eq!(sink.produce(&r).await.unwrap(), Written::Queued);
     }
     sink.end(&commit(n, events)).unwrap();
 }
@@ -213,92 +200,51 @@ async fn aborted_transactions_are_invisible_to_read_committed() {
 }
 
 #[tokio::test]
-async fn dead_letters_keep_the_payload_and_say_why() {
+async fn dead_letters_share_the_transaction_and_refusals_are_reported() {
     let f = fixture();
     let stats = Arc::new(SinkStats::default());
     let mut sink = Sink::start(f.config.clone(), f.identity.clone(), Arc::clone(&stats))
         .await
         .unwrap();
     sink.begin(&begin(1)).unwrap();
-    let poison = event(1, "agg-1");
-    let d = sink.dead_letter(
-        &poison,
-        DlqReason::Encoder("schema_mismatch"),
-        "$.n: expected string",
-        Some(&f.topic),
-    );
-    assert_eq!(
-        d.await.unwrap(),
-        Delivery::DeadLettered(DlqReason::Encoder("schema_mismatch"))
-    );
-    let mut big = event(2, "agg-2");
-    big.payload = Some(vec![b'x'; 20_000]);
-    let record = EncodedRecord {
-        topic: f.topic.clone(),
-        key: None,
-        value: vec![0; 20_000],
-        schema: None,
+    let mut poison = record(&f.config.dlq_topic, 1, "agg-1");
+    poison
+        .headers
+        .push(("dlq_reason".into(), b"schema_mismatch".to_vec()));
+    sink.dead_letter(&poison, DlqReason::Encoder("schema_mismatch"))
+        .await
+        .unwrap();
+    // Over the producer's message.max.bytes (kafka.max_message_bytes = 10,000): refused, not an error.
+    let big = ReadyRecord {
+        value: Some(vec![0; 20_000]),
+        ..record(&f.topic, 2, "agg-2")
     };
+    match sink.produce(&big).await.unwrap() {
+        Written::Refused { reason, detail } => {
+            assert_eq!(reason, DlqReason::TooLarge);
+            assert!(detail.contains("10000"), "{detail}");
+        }
+        Written::Queued => panic!("a 20,000-byte record was queued past max_message_bytes"),
+    }
     assert_eq!(
-        sink.produce(&big, record).await.unwrap(),
-        Delivery::DeadLettered(DlqReason::TooLarge)
+        sink.produce(&record(&f.topic, 4, "agg-4")).await.unwrap(),
+        Written::Queued
     );
-    let mut bad_headers = event(3, "agg-3");
-    bad_headers.headers = Some("[1,2]".into());
-    let record = EncodedRecord {
-        topic: f.topic.clone(),
-        key: None,
-        value: vec![1],
-        schema: None,
-    };
-    assert_eq!(
-        sink.produce(&bad_headers, record).await.unwrap(),
-        Delivery::DeadLettered(DlqReason::InvalidHeaders)
-    );
-    let fine = event(4, "agg-4");
-    let record = EncodedRecord {
-        topic: f.topic.clone(),
-        key: None,
-        value: vec![2],
-        schema: None,
-    };
-    assert_eq!(sink.produce(&fine, record).await.unwrap(), Delivery::Produced);
-    sink.end(&commit(1, 4)).unwrap();
+    sink.end(&commit(1, 3)).unwrap();
     sink.commit().await.unwrap().unwrap();
     let snap = stats.snapshot();
-    assert_eq!((snap.dead_letters, snap.events_produced), (3, 1));
-    assert_eq!(snap.dead_letters_by_reason.get("too_large"), Some(&1));
+    assert_eq!((snap.dead_letters, snap.events_produced), (1, 1));
+    assert_eq!(snap.dead_letters_by_reason.get("schema_mismatch"), Some(&1));
 
     let dlq = drain(&f.bootstrap, &f.config.dlq_topic, Isolation::ReadCommitted, DRAIN);
-    assert_eq!(dlq.len(), 3);
-    let by_id = |id: &str| {
-        dlq.iter()
-            .find(|r| r.header("id").as_deref() == Some(id))
-            .unwrap()
-    };
-    let r = by_id("id-1");
-    assert_eq!(r.header("dlq_reason").as_deref(), Some("schema_mismatch"));
-    assert_eq!(r.header("dlq_detail").as_deref(), Some("$.n: expected string"));
-    assert_eq!(r.header("dlq_intended_topic").as_deref(), Some(f.topic.as_str()));
-    assert_eq!(r.header("outbox_lsn").as_deref(), Some("0/A"));
-    assert_eq!(r.header("event_type").as_deref(), Some("OrderCreated"));
-    assert_eq!(r.header("aggregate_type").as_deref(), Some("order"));
-    assert_eq!(r.key.as_deref(), Some(&b"agg-1"[..]));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].header("id").as_deref(), Some("id-1"));
+    assert_eq!(dlq[0].header("dlq_reason").as_deref(), Some("schema_mismatch"));
+    assert_eq!(dlq[0].key.as_deref(), Some(&b"agg-1"[..]));
     assert_eq!(
-        r.value.as_deref(),
+        dlq[0].value.as_deref(),
         Some(&br#"{"n":1}"#[..]),
-        "the original payload bytes"
-    );
-    let r = by_id("id-2");
-    assert_eq!(r.header("dlq_reason").as_deref(), Some("too_large"));
-    assert!(
-        r.value.is_none(),
-        "a payload too large even for the DLQ is dropped"
-    );
-    assert!(r.header("dlq_detail").unwrap().contains("dropped"));
-    assert_eq!(
-        by_id("id-3").header("dlq_reason").as_deref(),
-        Some("invalid_headers")
+        "written as it was given"
     );
     let events = drain(&f.bootstrap, &f.topic, Isolation::ReadCommitted, DRAIN);
     assert_eq!(ids(&events), vec!["id-4"]);

@@ -2,7 +2,7 @@
 //! the `outboxd` binary and the tests.
 //!
 //! ```text
-//!  outboxd-wal Source ──TxEvent (bounded channel)──▶ pipeline ──checks, Router, Avro Encoder──▶ outboxd-kafka Sink
+//!  outboxd-wal Source ──TxEvent (bounded channel)──▶ pipeline ──outboxd-record Stage──▶ outboxd-kafka Sink
 //!        ▲                                                                                        │
 //!        └──────── SourceHandle::confirm(end LSN), only after commit_transaction returned ◀───────┘
 //! ```
@@ -15,6 +15,7 @@
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod registry_wait;
 
 pub use pipeline::{
     run, run_with, FaultPlan, FaultPoint, ObservabilityConfig, PipelineConfig, PipelineError, RestartConfig,

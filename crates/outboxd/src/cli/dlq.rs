@@ -13,14 +13,12 @@
 
 use super::exit::Exit;
 use crate::DlqCommand;
+use outboxd::registry_wait::{patiently, Patience, Waited};
 use outboxd::{FaultPlan, FaultPoint, PipelineConfig};
-use outboxd_avro::{EncodeError, Encoder};
-use outboxd_kafka::{
-    DeadLetter, DlqReader, EncodedRecord, ReplayIdentity, Replayable, Replayed, Replayer, SchemaRef,
-    SinkError, Triage,
-};
+use outboxd_avro::Encoder;
+use outboxd_kafka::{DeadLetter, DlqReader, ReplayIdentity, Replayer, SinkError, Written};
+use outboxd_record::{ReplayPlan, Stage};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// Item lines printed at most; the summary always counts everything.
@@ -39,16 +37,6 @@ pub fn identity(config: &PipelineConfig) -> ReplayIdentity {
         group_id: format!("{}-dlq-replay", config.pipeline_id()),
         transactional_id: format!("{}-dlq-replay", config.transactional_id()),
     }
-}
-
-/// What to do with one dead letter, once validated.
-enum Decision {
-    /// It now fits: produce this record.
-    Replay(Box<Replayable>, EncodedRecord),
-    /// The encoder still rejects it, for this reason.
-    StillFailing(&'static str, String),
-    /// It cannot be replayed at all; append it again as it is.
-    Keep(String),
 }
 
 /// Counts and the report lines.
@@ -110,64 +98,17 @@ fn describe(dl: &DeadLetter) -> String {
     )
 }
 
-/// Triage, then re-validation against the current schemas. Registry outages are retried for up to
-/// `patience`; a broken contract halts.
-async fn decide(encoder: &Encoder, dl: &DeadLetter, patience: Duration) -> Result<Decision, String> {
-    let replayable = match outboxd_kafka::replay::triage(dl) {
-        Triage::Keep { why } => return Ok(Decision::Keep(why)),
-        Triage::Replay(r) => r,
+/// The pipeline's own stage decides (triage, then the current schemas). Registry outages are retried for up
+/// to `patience`; a broken contract halts.
+async fn decide(stage: &Stage<Encoder>, dl: &DeadLetter, patience: Duration) -> Result<ReplayPlan, String> {
+    let patience = Patience {
+        max_backoff: Duration::from_secs(5),
+        give_up_at: Some(Instant::now() + patience),
     };
-    let (topic, event) = (&replayable.topic, &replayable.event);
-    let (Some(event_type), Some(payload), Some(aggregate_id)) = (
-        event.event_type.as_deref(),
-        event.payload.as_deref(),
-        event.aggregate_id.as_deref(),
-    ) else {
-        return Ok(Decision::Keep("incomplete event".into()));
-    };
-    let value = match retrying(patience, || encoder.encode(topic, event_type, payload)).await? {
-        Ok(v) => v,
-        Err((reason, detail)) => return Ok(Decision::StillFailing(reason, detail)),
-    };
-    let key = match retrying(patience, || encoder.encode_key(topic, aggregate_id)).await? {
-        Ok(k) => k,
-        Err((reason, detail)) => return Ok(Decision::StillFailing(reason, detail)),
-    };
-    let record = EncodedRecord {
-        topic: topic.clone(),
-        key: Some(key),
-        value: value.bytes,
-        schema: Some(SchemaRef {
-            id: value.schema_id,
-            version: value.version,
-        }),
-    };
-    Ok(Decision::Replay(replayable, record))
-}
-
-/// `Ok(Ok)` encoded, `Ok(Err)` rejected (reason, detail), `Err` the registry stayed away or the contract broke.
-async fn retrying<T, F, Fut>(
-    patience: Duration,
-    mut call: F,
-) -> Result<Result<T, (&'static str, String)>, String>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, EncodeError>>,
-{
-    let deadline = Instant::now() + patience;
-    let mut pause = Duration::from_millis(100);
-    loop {
-        match call().await {
-            Ok(v) => return Ok(Ok(v)),
-            Err(EncodeError::Rejected(r)) => return Ok(Err((r.reason, r.detail))),
-            Err(EncodeError::Fatal(e)) => return Err(e.to_string()),
-            Err(EncodeError::Retriable(e)) if Instant::now() >= deadline => return Err(e.to_string()),
-            Err(EncodeError::Retriable(e)) => {
-                tracing::warn!(error = %e, ?pause, "schema registry unavailable; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-        }
+    match patiently(patience, std::future::pending(), || stage.prepare_replay(dl)).await {
+        Ok(Waited::Done(plan)) => Ok(plan),
+        Ok(Waited::Interrupted) => Err("interrupted while waiting for the schema registry".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -181,9 +122,13 @@ async fn replay(config: &PipelineConfig, dry_run: bool, max_events: Option<u64>)
         Ok(e) => e,
         Err(e) => return Exit::failed(format!("cannot load the current schemas: {e}")),
     };
+    let stage = match Stage::new(&config.kafka, encoder) {
+        Ok(s) => s,
+        Err(e) => return Exit::usage(e.to_string()),
+    };
     let identity = identity(config);
     let mut ctx = Ctx {
-        encoder: &encoder,
+        stage: &stage,
         patience: Duration::from_millis(config.kafka.request_timeout_ms),
         per_txn: usize::try_from(config.kafka.batch.max_events)
             .unwrap_or(usize::MAX)
@@ -235,8 +180,8 @@ async fn replay(config: &PipelineConfig, dry_run: bool, max_events: Option<u64>)
                 tally.summary(false)
             );
             match failure {
-                Failure::Sink(e) => sink_exit(e),
-                Failure::Other(e) => Exit::failed(format!(
+                ReplayFailure::Sink(e) => sink_exit(e),
+                ReplayFailure::Other(e) => Exit::failed(format!(
                     "{e}; the open transaction was aborted (committed batches stay committed): run again"
                 )),
             }
@@ -254,20 +199,21 @@ fn sink_exit(e: SinkError) -> Exit {
     }
 }
 
-enum Failure {
+/// Why a replay stopped before the end.
+enum ReplayFailure {
     Sink(SinkError),
     Other(String),
 }
 
-impl From<SinkError> for Failure {
+impl From<SinkError> for ReplayFailure {
     fn from(e: SinkError) -> Self {
-        Failure::Sink(e)
+        ReplayFailure::Sink(e)
     }
 }
 
 /// What both modes share.
 struct Ctx<'a> {
-    encoder: &'a Encoder,
+    stage: &'a Stage<Encoder>,
     patience: Duration,
     per_txn: usize,
     left: u64,
@@ -289,16 +235,21 @@ impl Ctx<'_> {
             self.left -= chunk.len() as u64;
             for dl in &chunk {
                 tally.read += 1;
-                match decide(self.encoder, dl, self.patience).await? {
-                    Decision::Replay(_, record) => {
+                match decide(self.stage, dl, self.patience).await? {
+                    ReplayPlan::Replay(record) => {
                         tally.replayed += 1;
                         tally.line(format!("  would replay   {} -> {}", describe(dl), record.topic));
                     }
-                    Decision::StillFailing(reason, detail) => {
-                        tally.failing(reason);
-                        tally.line(format!("  still failing  {}: {reason}: {detail}", describe(dl)));
+                    ReplayPlan::StillFailing(r) => {
+                        tally.failing(r.reason.code());
+                        tally.line(format!(
+                            "  still failing  {}: {}: {}",
+                            describe(dl),
+                            r.reason,
+                            r.detail
+                        ));
                     }
-                    Decision::Keep(why) => {
+                    ReplayPlan::Keep { why } => {
                         tally.failing(dl.reason());
                         tally.not_replayable += 1;
                         tally.line(format!("  not replayable {}: {why}", describe(dl)));
@@ -313,7 +264,7 @@ impl Ctx<'_> {
         replayer: &mut Replayer,
         tally: &mut Tally,
         faults: &FaultPlan,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), ReplayFailure> {
         let mut in_txn = 0usize;
         loop {
             let chunk = if self.left == 0 {
@@ -344,42 +295,37 @@ impl Ctx<'_> {
         replayer: &mut Replayer,
         tally: &mut Tally,
         dl: &DeadLetter,
-    ) -> Result<(), Failure> {
-        match decide(self.encoder, dl, self.patience)
+    ) -> Result<(), ReplayFailure> {
+        let (reason, detail) = match decide(self.stage, dl, self.patience)
             .await
-            .map_err(Failure::Other)?
+            .map_err(ReplayFailure::Other)?
         {
-            Decision::Replay(replayable, record) => {
-                let topic = record.topic.clone();
-                match replayer.replay(dl, &replayable, record).await? {
-                    Replayed::Produced => {
-                        tally.replayed += 1;
-                        tally.line(format!("  replayed       {} -> {topic}", describe(dl)));
-                    }
-                    Replayed::Requeued { reason, detail } => {
-                        tally.failing(reason.code());
-                        tally.line(format!("  still failing  {}: {reason}: {detail}", describe(dl)));
-                    }
+            ReplayPlan::Replay(record) => match replayer.replay(&record).await? {
+                Written::Queued => {
+                    tally.replayed += 1;
+                    tally.line(format!("  replayed       {} -> {}", describe(dl), record.topic));
+                    return Ok(());
                 }
-            }
-            Decision::StillFailing(reason, detail) => {
-                replayer.requeue(dl, Some((reason, &detail))).await?;
-                tally.failing(reason);
-                tally.line(format!("  still failing  {}: {reason}: {detail}", describe(dl)));
-            }
-            Decision::Keep(why) => {
+                Written::Refused { reason, detail } => (reason, detail),
+            },
+            ReplayPlan::StillFailing(r) => (r.reason, r.detail),
+            ReplayPlan::Keep { why } => {
                 replayer.requeue(dl, None).await?;
                 tally.failing(dl.reason());
                 tally.not_replayable += 1;
                 tally.line(format!("  not replayable {}: {why}", describe(dl)));
+                return Ok(());
             }
-        }
+        };
+        replayer.requeue(dl, Some((reason.code(), &detail))).await?;
+        tally.failing(reason.code());
+        tally.line(format!("  still failing  {}: {reason}: {detail}", describe(dl)));
         Ok(())
     }
 
     /// Commits the open transaction; `OUTBOXD_FAULT=crash_before_commit:<n>` aborts the process instead,
     /// once the records and offsets of the transaction reached the broker (for the crash tests).
-    async fn commit(&self, replayer: &mut Replayer, faults: &FaultPlan) -> Result<(), Failure> {
+    async fn commit(&self, replayer: &mut Replayer, faults: &FaultPlan) -> Result<(), ReplayFailure> {
         if faults.watches(FaultPoint::BeforeCommit) && replayer.in_transaction() {
             replayer.prepare_commit().await?;
             eprintln!("outboxd: OUTBOXD_FAULT crash_before_commit: aborting the process before the commit");

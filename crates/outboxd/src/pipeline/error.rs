@@ -3,6 +3,7 @@
 
 use outboxd_avro::AvroError;
 use outboxd_kafka::SinkError;
+use outboxd_record::RecordError;
 use outboxd_wal::WalError;
 
 /// Why the pipeline stopped with an error.
@@ -48,7 +49,7 @@ impl PipelineError {
 
 /// A failure of one attempt, by what the restart loop must do.
 #[derive(Debug)]
-pub(crate) enum Failure {
+pub(crate) enum AttemptFailure {
     /// Abort, drop the source, start again from the top after a backoff. The stage that failed (`kafka`,
     /// `postgres`, `registry`: the `reason` label of the restarts metric) and the failure as text.
     Restart(&'static str, String),
@@ -56,32 +57,45 @@ pub(crate) enum Failure {
     Halt(PipelineError),
 }
 
-impl From<SinkError> for Failure {
+impl From<SinkError> for AttemptFailure {
     fn from(e: SinkError) -> Self {
         if e.is_restartable() {
-            Failure::Restart("kafka", e.to_string())
+            AttemptFailure::Restart("kafka", e.to_string())
         } else {
-            Failure::Halt(PipelineError::Sink(e))
+            AttemptFailure::Halt(PipelineError::Sink(e))
         }
     }
 }
 
-impl From<WalError> for Failure {
+impl From<WalError> for AttemptFailure {
     fn from(e: WalError) -> Self {
         if e.is_retriable() {
-            Failure::Restart("postgres", e.to_string())
+            AttemptFailure::Restart("postgres", e.to_string())
         } else {
-            Failure::Halt(PipelineError::Wal(e))
+            AttemptFailure::Halt(PipelineError::Wal(e))
         }
     }
 }
 
-impl From<AvroError> for Failure {
+impl From<RecordError> for AttemptFailure {
+    fn from(e: RecordError) -> Self {
+        if e.is_retriable() {
+            AttemptFailure::Restart("registry", e.to_string())
+        } else {
+            match e.into_avro() {
+                Ok(e) => AttemptFailure::Halt(PipelineError::Avro(e)),
+                Err(config) => AttemptFailure::Halt(PipelineError::Config(config)),
+            }
+        }
+    }
+}
+
+impl From<AvroError> for AttemptFailure {
     fn from(e: AvroError) -> Self {
         if e.is_retriable() {
-            Failure::Restart("registry", e.to_string())
+            AttemptFailure::Restart("registry", e.to_string())
         } else {
-            Failure::Halt(PipelineError::Avro(e))
+            AttemptFailure::Halt(PipelineError::Avro(e))
         }
     }
 }

@@ -9,6 +9,11 @@ mod config;
 mod error;
 mod event;
 pub mod fault;
+#[cfg(test)]
+mod memory;
+#[cfg(test)]
+mod memory_tests;
+mod ports;
 mod shutdown;
 mod stream;
 
@@ -17,10 +22,12 @@ pub use error::PipelineError;
 pub use fault::{FaultPlan, FaultPoint};
 
 use crate::http::Health;
-use error::Failure;
+use error::AttemptFailure;
 use outboxd_avro::Encoder;
 use outboxd_core::Lsn;
 use outboxd_kafka::{SinkStats, StatsSnapshot};
+use outboxd_record::{PayloadEncoder, Stage};
+use ports::{Endpoints, Services};
 use shutdown::Shutdown;
 use std::future::Future;
 use std::sync::Arc;
@@ -93,33 +100,46 @@ pub async fn run_with(
         checkpoint: options.stats.snapshot().checkpoint_end_lsn,
         stats: options.stats.snapshot(),
     };
-    let restart = &config.restart;
-    let mut backoff = restart.initial_backoff();
-    let mut restarts = 0u32;
-    let mut in_a_row = 0u32;
+    let mut restarts = Restarts::new(&config.restart);
     let encoder = loop {
         let failure = match Encoder::connect(config.avro.clone()).await {
             Ok(encoder) => break encoder,
-            Err(e) => Failure::from(e),
+            Err(e) => AttemptFailure::from(e),
         };
-        match pause_or_give_up(failure, restart, &mut in_a_row, &mut backoff, &mut shutdown).await? {
-            true => restarts += 1,
-            false => return Ok(outcome(StopReason::Shutdown, restarts)),
+        if !restarts.pause_or_give_up(failure, &mut shutdown).await? {
+            return Ok(outcome(StopReason::Shutdown, restarts.total));
         }
+    };
+    let stage = Stage::new(&config.kafka, encoder).map_err(|e| PipelineError::Config(e.to_string()))?;
+    let endpoints = Services {
+        config: &config,
+        stats: &options.stats,
     };
     let ctx = RunContext {
         config: &config,
-        encoder: &encoder,
+        stage: &stage,
+        endpoints: &endpoints,
         faults: &options.faults,
-        stats: &options.stats,
         health: &options.health,
     };
+    let reason = run_attempts(&ctx, &mut restarts, &mut shutdown).await?;
+    Ok(outcome(reason, restarts.total))
+}
+
+/// The pipeline core: attempts, each from the top, until shutdown, a fault stop, or a failure a restart cannot
+/// fix. Returns why it stopped and the restarts it made. Generic over its endpoints and encoder, so that its
+/// unit tests run it on in-memory ones.
+async fn run_attempts<P: Endpoints, E: PayloadEncoder>(
+    ctx: &RunContext<'_, P, E>,
+    restarts: &mut Restarts<'_>,
+    shutdown: &mut Shutdown<'_>,
+) -> Result<StopReason, PipelineError> {
     loop {
-        let (failure, committed) = match Attempt::start(&ctx).await {
+        let (failure, committed) = match Attempt::start(ctx).await {
             Err(failure) => (failure, false),
-            Ok(mut attempt) => match attempt.run(&mut shutdown).await {
-                Ok(Ended::Shutdown) => return Ok(outcome(StopReason::Shutdown, restarts)),
-                Ok(Ended::Fault(point)) => return Ok(outcome(StopReason::Fault(point), restarts)),
+            Ok(mut attempt) => match attempt.run(shutdown).await {
+                Ok(Ended::Shutdown) => return Ok(StopReason::Shutdown),
+                Ok(Ended::Fault(point)) => return Ok(StopReason::Fault(point)),
                 Err(failure) => {
                     let committed = attempt.committed;
                     attempt.close().await;
@@ -127,51 +147,79 @@ pub async fn run_with(
                 }
             },
         };
-        options.health.set_ready(false);
+        ctx.health.set_ready(false);
         metrics::gauge!(crate::metrics::SLOT_ACTIVE).set(0.0);
         if committed {
-            in_a_row = 0;
-            backoff = restart.initial_backoff();
+            restarts.progress();
         }
-        match pause_or_give_up(failure, restart, &mut in_a_row, &mut backoff, &mut shutdown).await? {
-            true => restarts += 1,
-            false => return Ok(outcome(StopReason::Shutdown, restarts)),
+        if !restarts.pause_or_give_up(failure, shutdown).await? {
+            return Ok(StopReason::Shutdown);
         }
     }
 }
 
-/// After a failed attempt: halt, or wait out the backoff. Returns false when shutdown came during the wait.
-async fn pause_or_give_up(
-    failure: Failure,
-    restart: &RestartConfig,
-    in_a_row: &mut u32,
-    backoff: &mut Duration,
-    shutdown: &mut Shutdown<'_>,
-) -> Result<bool, PipelineError> {
-    let reason = match failure {
-        Failure::Halt(e) => {
-            tracing::error!(error = %e, "pipeline stopped");
-            return Err(e);
+/// The restart policy's state: restarts so far, in a row without a commit, and the next backoff.
+#[derive(Debug)]
+struct Restarts<'a> {
+    policy: &'a RestartConfig,
+    total: u32,
+    in_a_row: u32,
+    backoff: Duration,
+}
+
+impl<'a> Restarts<'a> {
+    fn new(policy: &'a RestartConfig) -> Self {
+        Restarts {
+            policy,
+            total: 0,
+            in_a_row: 0,
+            backoff: policy.initial_backoff(),
         }
-        Failure::Restart(stage, reason) => (stage, reason),
-    };
-    let (stage, reason) = reason;
-    *in_a_row += 1;
-    if restart.max_restarts.is_some_and(|max| *in_a_row > max) {
-        return Err(PipelineError::TooManyRestarts {
-            restarts: *in_a_row - 1,
-            last: reason,
-        });
     }
-    tracing::warn!(stage, reason, backoff = ?*backoff, "restarting the pipeline from the last checkpoint");
-    metrics::counter!(crate::metrics::PIPELINE_RESTARTS, "reason" => stage).increment(1);
-    if shutdown.fired() {
-        return Ok(false);
+
+    /// An attempt committed something: the next failure starts a new series with the initial backoff.
+    fn progress(&mut self) {
+        self.in_a_row = 0;
+        self.backoff = self.policy.initial_backoff();
     }
-    tokio::select! {
-        _ = tokio::time::sleep(*backoff) => {}
-        _ = shutdown.wait() => return Ok(false),
+
+    /// After a failed attempt: halt, or wait out the backoff. Returns false when shutdown came during the wait.
+    async fn pause_or_give_up(
+        &mut self,
+        failure: AttemptFailure,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<bool, PipelineError> {
+        let (stage, reason) = match failure {
+            AttemptFailure::Halt(e) => {
+                tracing::error!(error = %e, "pipeline stopped");
+                return Err(e);
+            }
+            AttemptFailure::Restart(stage, reason) => (stage, reason),
+        };
+        self.in_a_row += 1;
+        if self.policy.max_restarts.is_some_and(|max| self.in_a_row > max) {
+            return Err(PipelineError::TooManyRestarts {
+                restarts: self.in_a_row - 1,
+                last: reason,
+            });
+        }
+        let backoff = self.backoff;
+        tracing::warn!(
+            stage,
+            reason,
+            ?backoff,
+            "restarting the pipeline from the last checkpoint"
+        );
+        metrics::counter!(crate::metrics::PIPELINE_RESTARTS, "reason" => stage).increment(1);
+        if shutdown.fired() {
+            return Ok(false);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.wait() => return Ok(false),
+        }
+        self.backoff = (backoff * 2).min(self.policy.max_backoff());
+        self.total += 1;
+        Ok(true)
     }
-    *backoff = (*backoff * 2).min(restart.max_backoff());
-    Ok(true)
 }

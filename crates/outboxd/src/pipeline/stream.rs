@@ -2,17 +2,17 @@
 //! the checkpoint `C`), then replication starts with `skip_through = C`, then transactions stream until
 //! shutdown, a fault, or a failure. Only after `commit_transaction` returns is an end LSN confirmed.
 
-use super::error::Failure;
+use super::error::AttemptFailure;
 use super::event::{EventContext, Handled};
 use super::fault::{FaultAction, FaultPlan, FaultPoint};
+use super::ports::{Endpoints, EventSink, EventSource};
 use super::shutdown::Shutdown;
 use super::PipelineConfig;
 use crate::http::Health;
 use crate::metrics as m;
-use outboxd_avro::Encoder;
+use crate::registry_wait::Patience;
 use outboxd_core::{Lsn, TxEvent};
-use outboxd_kafka::{Sink, SinkIdentity, SinkStats};
-use outboxd_wal::{SlotBusy, Source, SourceHandle};
+use outboxd_record::{PayloadEncoder, Stage};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -32,19 +32,19 @@ pub(crate) enum Ended {
 
 /// What an attempt shares with the run.
 #[derive(Debug)]
-pub(crate) struct RunContext<'a> {
+pub(crate) struct RunContext<'a, P, E> {
     pub config: &'a PipelineConfig,
-    pub encoder: &'a Encoder,
+    pub stage: &'a Stage<E>,
+    pub endpoints: &'a P,
     pub faults: &'a FaultPlan,
-    pub stats: &'a Arc<SinkStats>,
     pub health: &'a Arc<Health>,
 }
 
 /// A running attempt: the sink, the source and what has been committed.
-pub(crate) struct Attempt<'a> {
-    ctx: &'a RunContext<'a>,
-    sink: Sink,
-    source: Option<SourceHandle>,
+pub(crate) struct Attempt<'a, P: Endpoints, E> {
+    ctx: &'a RunContext<'a, P, E>,
+    sink: P::Sink,
+    source: Option<P::Source>,
     rx: mpsc::Receiver<TxEvent>,
     /// The checkpoint read at start: transactions ending at or below it are already in Kafka.
     skip_through: Lsn,
@@ -52,6 +52,8 @@ pub(crate) struct Attempt<'a> {
     skipping: bool,
     /// True once this attempt committed something (resets the restart backoff).
     pub committed: bool,
+    /// The commit time of the Postgres transaction being streamed (µs since the epoch).
+    commit_time_us: i64,
     /// Commit times (µs since the epoch) of the Postgres transactions in the open Kafka transaction, for the
     /// end-to-end latency histogram.
     commit_times: Vec<i64>,
@@ -59,7 +61,7 @@ pub(crate) struct Attempt<'a> {
     ignored_seen: [u64; 3],
 }
 
-impl std::fmt::Debug for Attempt<'_> {
+impl<P: Endpoints, E> std::fmt::Debug for Attempt<'_, P, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Attempt")
             .field("skip_through", &self.skip_through)
@@ -67,24 +69,12 @@ impl std::fmt::Debug for Attempt<'_> {
     }
 }
 
-impl<'a> Attempt<'a> {
+impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
     /// Starts the sink (init_transactions, then the checkpoint), then replication from the checkpoint.
-    pub(crate) async fn start(ctx: &'a RunContext<'a>) -> Result<Attempt<'a>, Failure> {
-        let identity = SinkIdentity {
-            pipeline_id: ctx.config.pipeline_id(),
-            transactional_id: ctx.config.transactional_id(),
-        };
-        // With on_slot_busy = "exit", a second instance must leave a running one alone: look at the slot
-        // (read-only) before init_transactions, which would fence the running instance (same transactional
-        // id). With "wait", the newcomer takes over: it fences the running instance, which exits 4 and
-        // releases the slot. Either way init_transactions comes before the checkpoint is read and the slot
-        // is taken, as the exactly-once argument requires.
-        if ctx.config.source.on_slot_busy == SlotBusy::Exit {
-            Source::wait_for_free_slot(&ctx.config.source).await?;
-        }
-        let sink = Sink::start(ctx.config.kafka.clone(), identity, Arc::clone(ctx.stats)).await?;
+    pub(crate) async fn start(ctx: &'a RunContext<'a, P, E>) -> Result<Attempt<'a, P, E>, AttemptFailure> {
+        let sink = ctx.endpoints.start_sink().await?;
         let skip_through = sink.resume_after();
-        let (source, rx) = Source::start(ctx.config.source.clone(), skip_through).await?;
+        let (source, rx) = ctx.endpoints.start_source(skip_through).await?;
         tracing::info!(%skip_through, "pipeline streaming");
         ctx.health.set_ready(true);
         metrics::gauge!(m::SLOT_ACTIVE).set(1.0);
@@ -96,13 +86,14 @@ impl<'a> Attempt<'a> {
             skip_through,
             skipping: false,
             committed: false,
+            commit_time_us: 0,
             commit_times: Vec::new(),
             ignored_seen: [0; 3],
         })
     }
 
     /// Streams until shutdown (`Ok(Ended::Shutdown)`), an injected stop, or a failure.
-    pub(crate) async fn run(&mut self, shutdown: &mut Shutdown<'_>) -> Result<Ended, Failure> {
+    pub(crate) async fn run(&mut self, shutdown: &mut Shutdown<'_>) -> Result<Ended, AttemptFailure> {
         let mut batch = Vec::with_capacity(RECV_BATCH);
         loop {
             let deadline = self.sink.commit_deadline();
@@ -139,7 +130,7 @@ impl<'a> Attempt<'a> {
         &mut self,
         event: TxEvent,
         shutdown: &mut Shutdown<'_>,
-    ) -> Result<Option<Ended>, Failure> {
+    ) -> Result<Option<Ended>, AttemptFailure> {
         match event {
             TxEvent::Begin(begin) => {
                 // The WAL stage already skips what the checkpoint covers; this guards the invariant anyway.
@@ -148,16 +139,21 @@ impl<'a> Attempt<'a> {
                     tracing::warn!(xid = begin.xid, final_lsn = %begin.final_lsn, "skipping a transaction the checkpoint covers");
                 } else {
                     self.sink.begin(&begin)?;
+                    self.commit_time_us = begin.commit_time_us;
                 }
             }
             TxEvent::Event(event) if !self.skipping => {
                 let mut cx = EventContext {
                     sink: &mut self.sink,
-                    encoder: self.ctx.encoder,
-                    max_backoff: Duration::from_millis(
-                        self.ctx.config.restart.encode_max_backoff_ms.max(100),
-                    ),
+                    stage: self.ctx.stage,
+                    patience: Patience {
+                        max_backoff: Duration::from_millis(
+                            self.ctx.config.restart.encode_max_backoff_ms.max(100),
+                        ),
+                        give_up_at: None,
+                    },
                     shutdown,
+                    commit_time_us: self.commit_time_us,
                 };
                 if cx.handle(&event).await? == Handled::Interrupted {
                     return self.finish().await.map(Some);
@@ -182,7 +178,7 @@ impl<'a> Attempt<'a> {
     }
 
     /// Commits the open Kafka transaction, then (and only then) confirms its end LSN to Postgres.
-    async fn commit(&mut self) -> Result<Option<Ended>, Failure> {
+    async fn commit(&mut self) -> Result<Option<Ended>, AttemptFailure> {
         if !self.sink.committable() {
             return Ok(None);
         }
@@ -219,8 +215,7 @@ impl<'a> Attempt<'a> {
             latency.record(now_us.saturating_sub(t).max(0) as f64 / 1e6);
         }
         if let Some(source) = &self.source {
-            let st = source.progress().stats;
-            let now = [st.ignored_updates, st.ignored_deletes, st.ignored_truncates];
+            let now = source.ignored();
             for ((kind, seen), n) in ["update", "delete", "truncate"]
                 .into_iter()
                 .zip(&mut self.ignored_seen)
@@ -235,7 +230,7 @@ impl<'a> Attempt<'a> {
     }
 
     /// Graceful stop: commit when between Postgres transactions, else abort; then flush the confirmation.
-    async fn finish(&mut self) -> Result<Ended, Failure> {
+    async fn finish(&mut self) -> Result<Ended, AttemptFailure> {
         if self.sink.in_pg_transaction() {
             tracing::info!("shutdown inside a Postgres transaction: aborting the open Kafka transaction");
             self.sink.abort().await?;
@@ -259,14 +254,14 @@ impl<'a> Attempt<'a> {
     }
 
     /// The event channel closed: the reader stopped; its error says whether to restart.
-    async fn source_ended(&mut self) -> Failure {
+    async fn source_ended(&mut self) -> AttemptFailure {
         let result = match self.source.as_mut() {
             Some(source) => source.join().await,
             None => Ok(()),
         };
         match result {
-            Err(e) => Failure::from(e),
-            Ok(()) => Failure::Restart("postgres", "the WAL reader stopped without an error".into()),
+            Err(e) => AttemptFailure::from(e),
+            Ok(()) => AttemptFailure::Restart("postgres", "the WAL reader stopped without an error".into()),
         }
     }
 

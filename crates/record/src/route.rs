@@ -1,94 +1,8 @@
-//! Pure routing: an event's topic (template, fixed, or its topic column) and Kafka-legal topic names.
+//! Pure routing: an event's topic (template, fixed, or its topic column).
 
-use crate::config::{RouteMode, RoutingConfig};
-use crate::DlqReason;
 use outboxd_core::OutboxEvent;
-
-/// The longest topic name Kafka accepts.
-const MAX_TOPIC_LEN: usize = 249;
-
-/// Checks a topic name the way the broker does: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
-pub fn check_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("the topic name is empty".into());
-    }
-    if name.len() > MAX_TOPIC_LEN {
-        return Err(format!(
-            "topic name of {} characters exceeds Kafka's limit of {MAX_TOPIC_LEN}",
-            name.len()
-        ));
-    }
-    if name == "." || name == ".." {
-        return Err(format!("{name:?} is not a legal topic name"));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "topic {name:?} contains {c:?}: Kafka topic names allow only [a-zA-Z0-9._-]"
-        ));
-    }
-    Ok(())
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Part {
-    Lit(String),
-    AggregateType,
-    EventType,
-}
-
-fn parse_template(template: &str) -> Result<Vec<Part>, String> {
-    let mut parts = Vec::new();
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        if open > 0 {
-            parts.push(Part::Lit(rest[..open].to_string()));
-        }
-        let after = &rest[open + 1..];
-        let close = after
-            .find('}')
-            .ok_or_else(|| format!("unclosed '{{' in {template:?}"))?;
-        parts.push(match &after[..close] {
-            "aggregate_type" => Part::AggregateType,
-            "event_type" => Part::EventType,
-            other => {
-                return Err(format!(
-                "unknown placeholder {{{other}}} in {template:?}: use {{aggregate_type}} or {{event_type}}"
-            ))
-            }
-        });
-        rest = &after[close + 1..];
-    }
-    if rest.contains('}') {
-        return Err(format!("unmatched '}}' in {template:?}"));
-    }
-    if !rest.is_empty() {
-        parts.push(Part::Lit(rest.to_string()));
-    }
-    if parts.is_empty() {
-        return Err("the topic template is empty".into());
-    }
-    Ok(parts)
-}
-
-/// Checks a topic template: known placeholders only, and legal characters in its literal parts.
-pub fn check_template(template: &str) -> Result<(), String> {
-    for part in parse_template(template)? {
-        if let Part::Lit(lit) = part {
-            if let Some(c) = lit
-                .chars()
-                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-            {
-                return Err(format!(
-                    "{template:?} contains {c:?}: Kafka topic names allow only [a-zA-Z0-9._-]"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
+use outboxd_kafka::topic_name::{check_template, check_topic_name, parse_template, TemplatePart};
+use outboxd_kafka::{DlqReason, RouteMode, RoutingConfig};
 
 /// Why an event has no destination topic: it goes to the dead-letter topic with this reason and detail.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,7 +17,7 @@ pub struct RouteRejection {
 #[derive(Clone, Debug)]
 pub struct Router {
     mode: RouteMode,
-    template: Vec<Part>,
+    template: Vec<TemplatePart>,
     fixed: Option<String>,
 }
 
@@ -140,12 +54,12 @@ impl Router {
         let mut out = String::new();
         for part in &self.template {
             let (value, field) = match part {
-                Part::Lit(lit) => {
+                TemplatePart::Lit(lit) => {
                     out.push_str(lit);
                     continue;
                 }
-                Part::AggregateType => (&event.aggregate_type, "aggregate_type"),
-                Part::EventType => (&event.event_type, "event_type"),
+                TemplatePart::AggregateType => (&event.aggregate_type, "aggregate_type"),
+                TemplatePart::EventType => (&event.event_type, "event_type"),
             };
             match value.as_deref() {
                 Some(v) if !v.is_empty() => out.push_str(v),
@@ -253,29 +167,5 @@ mod tests {
                 .reason,
             DlqReason::InvalidTopic
         );
-    }
-
-    #[test]
-    fn templates_are_checked() {
-        assert!(check_template("outbox.{aggregate_type}").is_ok());
-        assert!(check_template("outbox.{aggregate}")
-            .unwrap_err()
-            .contains("unknown placeholder"));
-        assert!(check_template("outbox.{aggregate_type")
-            .unwrap_err()
-            .contains("unclosed"));
-        assert!(check_template("outbox}").unwrap_err().contains("unmatched"));
-        assert!(check_template("out box.{event_type}").is_err());
-        assert!(check_template("").is_err());
-    }
-
-    #[test]
-    fn topic_names_follow_kafka_rules() {
-        assert!(check_topic_name("a.b_c-D9").is_ok());
-        assert!(check_topic_name("").is_err());
-        assert!(check_topic_name("..").is_err());
-        assert!(check_topic_name("é").is_err());
-        assert!(check_topic_name(&"x".repeat(249)).is_ok());
-        assert!(check_topic_name(&"x".repeat(250)).is_err());
     }
 }
