@@ -1,11 +1,12 @@
 //! Kafka helpers for tests: fresh topics, transactional producers, and whole-topic reads at either isolation.
 
+use outboxd_kafka::stable_end;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -153,14 +154,8 @@ pub fn drain_each(
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap_or_else(|e| panic!("consumer for {bootstrap}: {e}"));
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
+    let partitions = stable_end::partitions(&consumer, topic, Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("metadata of {topic} on {bootstrap}: {e}"));
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
     assert!(
         !partitions.is_empty(),
         "topic {topic} has no partitions (does it exist?)"
@@ -173,74 +168,30 @@ pub fn drain_each(
     consumer
         .assign(&tpl)
         .unwrap_or_else(|e| panic!("assign {topic}: {e}"));
-    let mut ends = std::collections::BTreeMap::new();
-    for p in &partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, *p, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("watermarks of {topic}/{p}: {e}"));
-        ends.insert(*p, high);
-    }
-    let deadline = Instant::now() + timeout;
-    // A partition is read to its end when the consumer's position reaches the high watermark taken before
-    // reading, or at its partition-EOF event. The position is looked at when the consumer is idle and every
-    // 1024 records (not per record: `position()` is costly, and a drain of 1,000,000 records spent most of its
-    // time there); it also covers a partition whose last offsets are control records (commit markers).
-    let mut at_end: std::collections::BTreeSet<i32> = ends
-        .iter()
-        .filter(|(_, high)| **high <= 0)
-        .map(|(p, _)| *p)
+    let ends = stable_end::watermarks(&consumer, topic, &partitions, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("watermarks of {topic}: {e}"))
+        .into_iter()
+        .map(|(p, (_, high))| (p, high))
         .collect();
-    let mut read = 0usize;
-    while at_end.len() < partitions.len() {
-        assert!(
-            Instant::now() < deadline,
-            "draining {topic} ({}): only {} of {} partitions reached their end in {timeout:?} ({read} records read)",
-            isolation.as_str(),
-            at_end.len(),
-            partitions.len(),
-        );
-        let polled = consumer.poll(Duration::from_millis(200));
-        let look = match &polled {
-            Some(Ok(_)) => read % 1024 == 1023,
-            _ => true,
-        };
-        match polled {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Err(e)) => eprintln!("drain {topic}: {e}"),
-            Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|hs| {
-                        hs.iter()
-                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                read += 1;
-                visit(Record {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().map(<[u8]>::to_vec),
-                    headers,
-                });
-            }
-        }
-        if !look {
-            continue;
-        }
-        if let Ok(positions) = consumer.position() {
-            for e in positions.elements() {
-                if let (Offset::Offset(pos), Some(high)) = (e.offset(), ends.get(&e.partition())) {
-                    if pos >= *high {
-                        at_end.insert(e.partition());
-                    }
-                }
-            }
-        }
-    }
-    read
+    let to_record = |m: &BorrowedMessage<'_>| Record {
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers: stable_end::headers_of(m),
+    };
+    let deadline = Instant::now() + timeout;
+    // Errors while reading (a broker restarting) are retried by librdkafka: say them and read on.
+    let keep_going = |e: &KafkaError| {
+        eprintln!("drain {topic}: {e}");
+        true
+    };
+    stable_end::read_to_ends(&consumer, &ends, deadline, |m| visit(to_record(m)), keep_going).unwrap_or_else(
+        |e| {
+            panic!(
+                "draining {topic} ({}): not every partition reached its end in {timeout:?}: {e}",
+                isolation.as_str()
+            )
+        },
+    )
 }

@@ -14,6 +14,7 @@
 pub mod cluster;
 pub mod kafka;
 mod pg;
+pub mod registry;
 
 pub use pg::TestDb;
 

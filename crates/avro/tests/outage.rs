@@ -5,69 +5,14 @@ mod common;
 
 use common::{record, topic_config, SchemaDir};
 use outboxd_avro::{check_schemas, EncodeError, Encoder};
-use outboxd_testkit::{unique_name, wait_until};
-use std::process::Stdio;
+use outboxd_testkit::registry::PrivateRegistry;
+use outboxd_testkit::unique_name;
 use std::time::Duration;
-use tokio::process::{Child, Command};
-
-fn registry_bin() -> String {
-    std::env::var("OUTBOXD_REGISTRY_BIN").unwrap_or_else(|_| {
-        panic!(
-            "OUTBOXD_REGISTRY_BIN is not set: this test starts its own registry process. Run \
-             `eval \"$(scripts/services env)\"` (it exports the rivven-schema binary path) or `scripts/test`."
-        )
-    })
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// Starts the registry on `port` and waits until it answers.
-async fn start_registry(port: u16) -> Child {
-    let bin = registry_bin();
-    let child = Command::new(&bin)
-        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-    let url = format!("http://127.0.0.1:{port}/subjects");
-    wait_until("private registry to answer", Duration::from_secs(30), || {
-        let url = url.clone();
-        async move {
-            reqwest::get(&url)
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        }
-    })
-    .await;
-    child
-}
-
-async fn stop_registry(mut child: Child, port: u16) {
-    child.kill().await.unwrap();
-    wait_until(
-        "private registry port to close",
-        Duration::from_secs(10),
-        || async move {
-            std::net::TcpStream::connect(("127.0.0.1", port))
-                .is_err()
-                .then_some(())
-        },
-    )
-    .await;
-}
 
 #[tokio::test]
 async fn registry_outage_is_retriable_and_encoding_recovers() {
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let mut registry = PrivateRegistry::start().await;
+    let url = registry.url();
     let ns = unique_name("ns");
     let dir = SchemaDir::new(&[(
         "Order.avsc",
@@ -83,10 +28,9 @@ async fn registry_outage_is_retriable_and_encoding_recovers() {
     };
     let payload = br#"{"id":"a","qty":1}"#;
 
-    let registry = start_registry(port).await;
     let encoder = Encoder::connect(cfg.clone()).await.unwrap();
     let first = encoder.encode("orders", "Order", payload).await.unwrap();
-    stop_registry(registry, port).await;
+    registry.kill().await;
 
     // A pair already gated needs no registry: the steady state makes no round trip.
     assert_eq!(encoder.encode("orders", "Order", payload).await.unwrap(), first);
@@ -102,7 +46,7 @@ async fn registry_outage_is_retriable_and_encoding_recovers() {
     let err = Encoder::connect(down).await.unwrap_err();
     assert!(err.is_retriable(), "connect while the registry is down: {err}");
 
-    let registry = start_registry(port).await;
+    registry.restart().await;
     let recovered = encoder.encode("payments", "Order", payload).await.unwrap();
     assert_eq!(recovered.subject, format!("payments-{ns}.Order"));
     assert_eq!(
@@ -111,7 +55,7 @@ async fn registry_outage_is_retriable_and_encoding_recovers() {
     );
 
     // A registry that accepts connections but does not answer: the request times out, retriable.
-    let pid = registry.id().expect("registry pid").to_string();
+    let pid = registry.pid().expect("registry pid").to_string();
     signal(&pid, "-STOP");
     let started = std::time::Instant::now();
     match encoder.encode("refunds", "Order", payload).await {
@@ -127,7 +71,7 @@ async fn registry_outage_is_retriable_and_encoding_recovers() {
         encoder.encode("refunds", "Order", payload).await.is_ok(),
         "recovers once the registry answers"
     );
-    stop_registry(registry, port).await;
+    registry.kill().await;
 }
 
 fn signal(pid: &str, sig: &str) {

@@ -16,7 +16,7 @@ use crate::kafka;
 use crate::pg::{connect, BenchDb, INSERT_RANGE_SQL, PUBLICATION};
 use crate::procstat;
 use crate::relay::log_tail;
-use crate::writer::{self, WriterSpec, Written};
+use crate::writer::{self, WriterSpec, WriterTally};
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use serde::Serialize;
@@ -296,7 +296,7 @@ pub struct PeerResult {
     pub error: Option<String>,
     /// Latency runs: what the writers wrote while the connector ran.
     #[serde(skip)]
-    pub written: Option<Written>,
+    pub written: Option<WriterTally>,
     /// Latency runs: when each event became visible (index, µs since the epoch).
     #[serde(skip)]
     pub visible_us: Vec<(u64, i64)>,
@@ -657,7 +657,7 @@ impl PeerRun<'_> {
         connector: &Path,
         log: &Path,
         deadline: Instant,
-    ) -> Result<Option<Written>> {
+    ) -> Result<Option<WriterTally>> {
         let base = format!("http://127.0.0.1:{port}");
         let name = self.slot;
         let alive = |child: &mut Child| -> Result<()> {

@@ -14,7 +14,7 @@ use crate::kafka;
 use crate::pg::{connect, BenchDb, INSERT_RANGE_SQL, PUBLICATION};
 use crate::relay::RunTopics;
 use crate::stats::percentile;
-use crate::writer::{self, WriterSpec, Written};
+use crate::writer::{self, WriterSpec, WriterTally};
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -62,7 +62,7 @@ impl LatencyResult {
     fn of(
         relay: String,
         case: LatencyCase,
-        w: Written,
+        w: WriterTally,
         mut lat: Vec<i64>,
         peak_rss: u64,
         duplicates: u64,

@@ -26,7 +26,7 @@ pub struct WriterSpec {
 
 /// What was written.
 #[derive(Clone, Copy, Debug)]
-pub struct Written {
+pub struct WriterTally {
     /// Rows committed.
     pub events: u64,
     /// Wall time from the first to the last commit's return.
@@ -41,7 +41,7 @@ impl WriterSpec {
 }
 
 /// Writes the load; returns once every transaction has committed.
-pub async fn run(spec: &WriterSpec) -> Result<Written> {
+pub async fn run(spec: &WriterSpec) -> Result<WriterTally> {
     let txs = spec.transactions();
     let writers = spec.writers.clamp(1, txs);
     // Each writer commits every `period`; writer w starts w/writers of a period late.
@@ -75,7 +75,7 @@ pub async fn run(spec: &WriterSpec) -> Result<Written> {
     for t in tasks {
         events += t.await.context("writer task")??;
     }
-    Ok(Written {
+    Ok(WriterTally {
         events,
         elapsed: started.elapsed(),
     })

@@ -7,6 +7,7 @@
 //! after the read.
 
 use crate::producer::QuietContext;
+use crate::stable_end;
 use crate::SinkError;
 use outboxd_core::Lsn;
 use rdkafka::config::ClientConfig;
@@ -15,7 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// One checkpoint: the last Postgres transaction carried by a committed Kafka transaction.
@@ -131,23 +132,16 @@ fn read_raw(req: &ReadRequest) -> Result<RawLatest, KafkaError> {
     };
     let uncommitted = consumer(&req.client, "read_uncommitted")?;
     let committed = consumer(&req.client, "read_committed")?;
-    let metadata = uncommitted.fetch_metadata(Some(&req.topic), left())?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = stable_end::partitions(&uncommitted, &req.topic, left())?;
     if partitions.is_empty() {
         return Ok((None, 0));
     }
     // The end as any reader sees it now; then wait for the last stable offset to pass it.
-    let mut ends = BTreeMap::new();
-    for &p in &partitions {
-        let (_, high) = uncommitted.fetch_watermarks(&req.topic, p, left())?;
-        if high > 0 {
-            ends.insert(p, high);
-        }
-    }
+    let ends: BTreeMap<i32, i64> = stable_end::watermarks(&uncommitted, &req.topic, &partitions, left())?
+        .into_iter()
+        .filter(|(_, (_, high))| *high > 0)
+        .map(|(p, (_, high))| (p, high))
+        .collect();
     for (&p, &high) in &ends {
         loop {
             let (_, stable) = committed.fetch_watermarks(&req.topic, p, left())?;
@@ -170,35 +164,14 @@ fn read_raw(req: &ReadRequest) -> Result<RawLatest, KafkaError> {
         tpl.add_partition_offset(&req.topic, p, Offset::Beginning)?;
     }
     committed.assign(&tpl)?;
-    // The end is reached when the position passes the high watermark seen above (EOF events alone are not
-    // enough: some brokers answer an empty fetch in a way librdkafka refuses, and never signal EOF).
-    let mut at_end = BTreeSet::new();
     let mut latest: Option<(i32, i64, Option<Vec<u8>>)> = None;
-    while at_end.len() < ends.len() {
-        if Instant::now() >= deadline {
-            return Err(KafkaError::MessageConsumption(
-                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-            ));
+    let key = req.pipeline_id.as_bytes();
+    let visit = |m: &rdkafka::message::BorrowedMessage<'_>| {
+        if m.key() == Some(key) {
+            latest = Some((m.partition(), m.offset(), m.payload().map(<[u8]>::to_vec)));
         }
-        match committed.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Err(e)) => return Err(e),
-            Some(Ok(m)) if m.key() == Some(req.pipeline_id.as_bytes()) => {
-                latest = Some((m.partition(), m.offset(), m.payload().map(<[u8]>::to_vec)));
-            }
-            Some(Ok(_)) => {}
-        }
-        for e in committed.position()?.elements() {
-            if let Offset::Offset(pos) = e.offset() {
-                if ends.get(&e.partition()).is_some_and(|&end| pos >= end) {
-                    at_end.insert(e.partition());
-                }
-            }
-        }
-    }
+    };
+    stable_end::read_to_ends(&committed, &ends, deadline, visit, |_| false)?;
     Ok((latest, partitions.len()))
 }
 

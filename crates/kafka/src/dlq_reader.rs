@@ -5,10 +5,11 @@
 
 use crate::dead_letter::DeadLetter;
 use crate::producer::{base_client_config, QuietContext};
+use crate::stable_end;
 use crate::{SinkConfig, SinkError};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -145,15 +146,8 @@ fn spans(
     topic: &str,
     timeout: Duration,
 ) -> Result<BTreeMap<i32, Span>, SinkError> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
+    let partitions = stable_end::partitions(consumer, topic, timeout)
         .map_err(unavailable("reading the dead-letter topic's metadata"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
     if partitions.is_empty() {
         return Err(SinkError::Config(format!(
             "the dead-letter topic {topic:?} does not exist (kafka.dlq_topic): nothing to replay"
@@ -199,11 +193,9 @@ fn read_chunk(
     loop {
         // The position passes control records and aborted transactions, which are never handed out: it is
         // what says a partition is read to its end (some brokers send no partition-EOF there).
-        for e in consumer.position()?.elements() {
-            if let (Offset::Offset(pos), Some(span)) = (e.offset(), spans.get_mut(&e.partition())) {
-                if pos >= span.end && span.next < span.end {
-                    span.next = span.end;
-                }
+        for p in stable_end::reached(consumer, |p| spans.get(&p).map(|s| s.end))? {
+            if let Some(span) = spans.get_mut(&p) {
+                span.next = span.next.max(span.end);
             }
         }
         if out.len() >= max || spans.values().all(|s| s.next >= s.end) {
@@ -232,20 +224,12 @@ fn read_chunk(
                 }
                 span.next = m.offset() + 1;
                 deadline = Instant::now() + timeout;
-                let headers = m
-                    .headers()
-                    .map(|hs| {
-                        hs.iter()
-                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
                 out.push(DeadLetter {
                     partition: m.partition(),
                     offset: m.offset(),
                     key: m.key().map(<[u8]>::to_vec),
                     value: m.payload().map(<[u8]>::to_vec),
-                    headers,
+                    headers: stable_end::headers_of(&m),
                 });
             }
         }

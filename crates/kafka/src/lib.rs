@@ -43,6 +43,7 @@ mod producer;
 mod record;
 mod replayer;
 mod sink;
+pub mod stable_end;
 mod stats;
 pub mod topic_name;
 mod topics;

@@ -124,10 +124,9 @@ async fn commits_carry_the_checkpoint_and_a_restart_reads_it_back() {
     assert_eq!(records.len(), 6);
     let r = &records[0];
     assert!(r.key.as_deref().is_some_and(|k| k.starts_with(b"agg-")));
-    assert_eq!(r.header("schema_id").as_deref(), Some("1"));
-    assert_eq!(
-        r.header("commit_time").as_deref(),
-        Some("2024-05-01T12:34:56.000000Z")
+    assert!(
+        r.header("id").is_some_and(|id| id.starts_with("id-")),
+        "written with the headers it was given"
     );
     let checkpoints = drain(
         &f.bootstrap,

@@ -10,8 +10,8 @@ use outboxd::FaultPlan;
 use outboxd_avro::SubjectStrategy;
 use outboxd_core::Lsn;
 use outboxd_testkit::kafka::Isolation;
+use outboxd_testkit::registry::PrivateRegistry;
 use support::fault::{audit_orders, committed_ids, Writers};
-use support::registry::PrivateRegistry;
 use support::{assert_exactly_once, Env, Row};
 
 fn customer(i: usize) -> Row {

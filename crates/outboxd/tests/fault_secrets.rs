@@ -16,9 +16,13 @@ use support::binary::describe;
 use support::fault::{attach, Writers, LOGICAL};
 use support::{Env, WAIT};
 
-const PG_SECRET: &str = "pg-file-s3cret-7c1";
-const REGISTRY_SECRET: &str = "registry-s3cret-4b9";
-const SASL_SECRET: &str = "sasl-s3cret-2e5";
+// Each secret holds the characters that break naive redaction (`@ : / %`): a redactor that splits a URL at
+// the first `@`, or a conninfo at the first `:`, would print a part of it. Every part is checked.
+const PG_SECRET: &str = "pgQ7x@Zk2m:Rw9v/Lp4t%";
+const REGISTRY_SECRET: &str = "rgT3k@Hq8w:Nb5j/Vc6y%";
+/// The registry secret as it stands in a URL's userinfo (percent-encoded).
+const REGISTRY_SECRET_IN_URL: &str = "rgT3k%40Hq8w%3ANb5j%2FVc6y%25";
+const SASL_SECRET: &str = "saY2p@Mf4r:Dx7g/Ks1e%";
 const SECRETS: [&str; 3] = [PG_SECRET, REGISTRY_SECRET, SASL_SECRET];
 
 /// `outboxd <args> --config <file>` at debug log level, to completion: (exit code, stdout + stderr).
@@ -44,8 +48,14 @@ fn command(args: &[&str], file: &Path) -> tokio::process::Command {
 }
 
 fn assert_no_secret(what: &str, text: &str) {
-    for secret in SECRETS {
-        assert!(!text.contains(secret), "{what} leaked {secret}:\n{text}");
+    let parts = SECRETS
+        .iter()
+        .flat_map(|s| s.split(['@', ':', '/', '%']))
+        .chain(SECRETS)
+        .chain([REGISTRY_SECRET_IN_URL])
+        .filter(|p| p.len() >= 4);
+    for secret in parts {
+        assert!(!text.contains(secret), "{what} leaked {secret:?}:\n{text}");
     }
 }
 
@@ -86,10 +96,11 @@ async fn setup() -> (
     let metrics_port = free_port();
     let mut config = env.config.clone();
     config.source.pg_url = format!("postgres://app@127.0.0.1:{}/postgres", cluster.port);
-    config.avro.registry_url =
-        env.services
-            .registry_url
-            .replacen("http://", &format!("http://outboxd:{REGISTRY_SECRET}@"), 1);
+    config.avro.registry_url = env.services.registry_url.replacen(
+        "http://",
+        &format!("http://outboxd:{REGISTRY_SECRET_IN_URL}@"),
+        1,
+    );
     config.avro.registry_username = Some("outboxd".into());
     config.avro.registry_password = Some(REGISTRY_SECRET.into());
     config
@@ -183,7 +194,10 @@ async fn a_check_failing_on_an_unreachable_registry_does_not_print_its_credentia
     let (_cluster, env, _url, config, secret_file, _) = setup().await;
     // A check that fails on the registry alone (Postgres and Kafka reachable).
     let mut unreachable = config.clone();
-    unreachable.avro.registry_url = format!("http://outboxd:{REGISTRY_SECRET}@127.0.0.1:{}", free_port());
+    unreachable.avro.registry_url = format!(
+        "http://outboxd:{REGISTRY_SECRET_IN_URL}@127.0.0.1:{}",
+        free_port()
+    );
     let bad = env.schema_dir.join("unreachable.toml");
     write_with_password_file(&unreachable, &secret_file, &bad);
     let (code, out) = outboxd(&["check"], &bad).await;

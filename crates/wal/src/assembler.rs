@@ -21,10 +21,21 @@ const PG_EPOCH_UNIX_US: i64 = 946_684_800_000_000;
 
 /// One item of the replication stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// One representation from the socket on: the replication client decodes Begin, Commit and logical messages
+/// itself, and they come here with exactly its fields; every other pgoutput message comes as decoded from
+/// its XLogData, with that XLogData's position.
 pub enum Input<'a> {
-    /// A pgoutput message, with the WAL position it was sent for (XLogData's `wal_start`: an insert's own
-    /// LSN), or [`Lsn::ZERO`] when unknown.
-    Pg(PgOutput<'a>, Lsn),
+    /// A transaction starts.
+    Begin(Begin),
+    /// It ends.
+    Commit(CommitMessage),
+    /// A logical message (`pg_logical_emit_message`), at its own LSN.
+    Message(LogicalMessage<'a>),
+    /// A pgoutput message decoded from an XLogData (Relation, Insert, Update, Delete, Truncate, Type, Origin;
+    /// a Begin, Commit or Message found there is taken as its own variant), with the position of the XLogData
+    /// it came in (an insert's own LSN).
+    Change(PgOutput<'a>, Lsn),
     /// A server keepalive with its `wal_end`.
     KeepAlive(Lsn),
 }
@@ -111,7 +122,7 @@ impl Assembler {
                     self.positions.quiet(wal_end);
                 }
             }
-            Input::Pg(PgOutput::Begin(begin), _) => {
+            Input::Begin(begin) => {
                 if let Some(open) = &self.open {
                     return Err(stream_error(format!(
                         "Begin of xid {} inside xid {}",
@@ -126,24 +137,24 @@ impl Assembler {
                     skip,
                 });
             }
-            Input::Pg(PgOutput::Commit(commit), _) => self.commit(commit, out)?,
-            Input::Pg(PgOutput::Relation(rel), _) => self.relation(rel)?,
-            Input::Pg(PgOutput::Insert(insert), at) => match self.relation_of(insert.relation_id)? {
+            Input::Commit(commit) => self.commit(commit, out)?,
+            Input::Change(PgOutput::Relation(rel), _) => self.relation(rel)?,
+            Input::Change(PgOutput::Insert(insert), at) => match self.relation_of(insert.relation_id)? {
                 Rel::Outbox(mapping) => {
                     let event = mapping.map_row(&insert.new, at);
                     self.event(event, out)?;
                 }
                 Rel::Other => Counters::bump(&c.ignored_other_tables),
             },
-            Input::Pg(PgOutput::Update(u), _) => match self.relation_of(u.relation_id)? {
+            Input::Change(PgOutput::Update(u), _) => match self.relation_of(u.relation_id)? {
                 Rel::Outbox(_) => Counters::bump(&c.ignored_updates),
                 Rel::Other => Counters::bump(&c.ignored_other_tables),
             },
-            Input::Pg(PgOutput::Delete(d), _) => match self.relation_of(d.relation_id)? {
+            Input::Change(PgOutput::Delete(d), _) => match self.relation_of(d.relation_id)? {
                 Rel::Outbox(_) => Counters::bump(&c.ignored_deletes),
                 Rel::Other => Counters::bump(&c.ignored_other_tables),
             },
-            Input::Pg(PgOutput::Truncate(t), _) => {
+            Input::Change(PgOutput::Truncate(t), _) => {
                 let outbox = t
                     .relation_ids
                     .iter()
@@ -154,8 +165,11 @@ impl Assembler {
                     &c.ignored_other_tables
                 });
             }
-            Input::Pg(PgOutput::Message(m), _) => self.message(m, out)?,
-            Input::Pg(PgOutput::Type(_) | PgOutput::Origin(_), _) => {}
+            Input::Message(m) => self.message(m, out)?,
+            Input::Change(PgOutput::Type(_) | PgOutput::Origin(_), _) => {}
+            Input::Change(PgOutput::Begin(b), _) => self.handle(Input::Begin(b), out)?,
+            Input::Change(PgOutput::Commit(c), _) => self.handle(Input::Commit(c), out)?,
+            Input::Change(PgOutput::Message(m), _) => self.handle(Input::Message(m), out)?,
         }
         Ok(())
     }
@@ -222,7 +236,8 @@ impl Assembler {
         }
         open.events += 1;
         if event.lsn == Lsn::ZERO {
-            // Position unknown: the transaction's commit LSN is the best stand-in.
+            // The server sent no position for it (an XLogData with wal_start 0): the transaction's commit LSN
+            // is the best stand-in.
             event.lsn = open.begin.final_lsn;
         }
         Counters::bump(&self.counters.events);

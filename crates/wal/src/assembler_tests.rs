@@ -31,30 +31,26 @@ fn relation(id: u32, name: &str, columns: &[&str]) -> Input<'static> {
         replica_identity: b'd',
         columns,
     };
-    Input::Pg(PgOutput::Relation(rel), Lsn::ZERO)
+    Input::Change(PgOutput::Relation(rel), Lsn(1))
 }
 
 const OUTBOX_COLUMNS: [&str; 5] = ["id", "aggregate_type", "aggregate_id", "event_type", "payload"];
 
 fn begin(final_lsn: u64, xid: u32) -> Input<'static> {
-    Input::Pg(
-        PgOutput::Begin(Begin {
-            final_lsn: Lsn(final_lsn),
-            commit_time_pg_us: 1_000_000,
-            xid,
-        }),
-        Lsn::ZERO,
-    )
+    Input::Begin(Begin {
+        final_lsn: Lsn(final_lsn),
+        commit_time_pg_us: 1_000_000,
+        xid,
+    })
 }
 
 fn commit(commit_lsn: u64, end_lsn: u64) -> Input<'static> {
     let c = CommitMessage {
-        flags: 0,
         commit_lsn: Lsn(commit_lsn),
         end_lsn: Lsn(end_lsn),
         commit_time_pg_us: 1_000_000,
     };
-    Input::Pg(PgOutput::Commit(c), Lsn::ZERO)
+    Input::Commit(c)
 }
 
 fn tuple(values: &[&'static str]) -> TupleData<'static> {
@@ -65,29 +61,29 @@ fn tuple(values: &[&'static str]) -> TupleData<'static> {
 
 fn insert(relation_id: u32, id: &'static str, at: u64) -> Input<'static> {
     let new = tuple(&[id, "order", "42", "Created", "{}"]);
-    Input::Pg(PgOutput::Insert(Insert { relation_id, new }), Lsn(at))
+    Input::Change(PgOutput::Insert(Insert { relation_id, new }), Lsn(at))
 }
 
 fn update(relation_id: u32) -> Input<'static> {
-    Input::Pg(
+    Input::Change(
         PgOutput::Update(Update {
             relation_id,
             old: None,
             new: tuple(&["1", "a", "b", "c", "{}"]),
         }),
-        Lsn::ZERO,
+        Lsn(1),
     )
 }
 
 fn delete(relation_id: u32) -> Input<'static> {
     let old = tuple(&["1"]);
-    Input::Pg(
+    Input::Change(
         PgOutput::Delete(Delete {
             relation_id,
             kind: OldTuple::Key,
             old,
         }),
-        Lsn::ZERO,
+        Lsn(1),
     )
 }
 
@@ -98,7 +94,7 @@ fn message(transactional: bool, prefix: &'static str, content: &'static str) -> 
         prefix,
         content: content.as_bytes(),
     };
-    Input::Pg(PgOutput::Message(m), Lsn::ZERO)
+    Input::Message(m)
 }
 
 fn run(a: &mut Assembler, inputs: Vec<Input<'_>>) -> Vec<TxEvent> {
@@ -171,12 +167,12 @@ fn an_outbox_transaction_is_begin_events_commit() {
 #[test]
 fn updates_deletes_truncates_and_other_tables_are_ignored_and_counted() {
     let mut a = table_assembler(0);
-    let truncate = Input::Pg(
+    let truncate = Input::Change(
         PgOutput::Truncate(Truncate {
             options: 0,
             relation_ids: vec![OUTBOX],
         }),
-        Lsn::ZERO,
+        Lsn(1),
     );
     let out = run(
         &mut a,

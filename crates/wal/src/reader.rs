@@ -2,7 +2,7 @@
 //! channel, applies the sink's confirmations, and makes sure the last one reaches Postgres before closing.
 
 use crate::assembler::{Assembler, Input};
-use crate::pgoutput::{self, Begin, CommitMessage, LogicalMessage, PgOutput};
+use crate::pgoutput::{self, Begin, CommitMessage, LogicalMessage};
 use crate::source::Shared;
 use crate::WalError;
 use outboxd_core::{Lsn, TxEvent};
@@ -18,7 +18,7 @@ enum Flow {
     Stop,
 }
 
-pub(crate) struct Reader {
+pub(crate) struct WalReader {
     pub(crate) repl: ReplicationClient,
     pub(crate) assembler: Assembler,
     pub(crate) out: mpsc::Sender<TxEvent>,
@@ -30,7 +30,7 @@ pub(crate) struct Reader {
     pub(crate) shutdown_timeout: Duration,
 }
 
-impl Reader {
+impl WalReader {
     pub(crate) async fn run(mut self) -> Result<(), WalError> {
         let result = self.stream().await;
         if let Err(e) = &result {
@@ -72,48 +72,44 @@ impl Reader {
                 final_lsn,
                 xid,
                 commit_time_micros,
-            } => {
-                let begin = Begin {
+            } => self.assembler.handle(
+                Input::Begin(Begin {
                     final_lsn: lsn(*final_lsn),
                     commit_time_pg_us: *commit_time_micros,
                     xid: *xid,
-                };
-                self.assembler
-                    .handle(Input::Pg(PgOutput::Begin(begin), Lsn::ZERO), &mut self.batch)?
-            }
+                }),
+                &mut self.batch,
+            )?,
             ReplicationEvent::Commit {
                 lsn: commit_lsn,
                 end_lsn,
                 commit_time_micros,
-            } => {
-                let commit = CommitMessage {
-                    flags: 0,
+            } => self.assembler.handle(
+                Input::Commit(CommitMessage {
                     commit_lsn: lsn(*commit_lsn),
                     end_lsn: lsn(*end_lsn),
                     commit_time_pg_us: *commit_time_micros,
-                };
-                self.assembler
-                    .handle(Input::Pg(PgOutput::Commit(commit), Lsn::ZERO), &mut self.batch)?
-            }
+                }),
+                &mut self.batch,
+            )?,
             ReplicationEvent::Message {
                 transactional,
                 lsn: at,
                 prefix,
                 content,
-            } => {
-                let m = LogicalMessage {
+            } => self.assembler.handle(
+                Input::Message(LogicalMessage {
                     transactional: *transactional,
                     lsn: lsn(*at),
                     prefix,
                     content,
-                };
-                self.assembler
-                    .handle(Input::Pg(PgOutput::Message(m), lsn(*at)), &mut self.batch)?
-            }
+                }),
+                &mut self.batch,
+            )?,
             ReplicationEvent::XLogData { wal_start, data, .. } => {
                 let message = pgoutput::decode(data)?;
                 self.assembler
-                    .handle(Input::Pg(message, lsn(*wal_start)), &mut self.batch)?
+                    .handle(Input::Change(message, lsn(*wal_start)), &mut self.batch)?
             }
             ReplicationEvent::StoppedAt { reached } => {
                 return Err(WalError::Disconnected(format!("the stream stopped at {reached}")));

@@ -6,7 +6,7 @@ use crate::config::{OutboxMode, SourceConfig};
 use crate::connect::PgTarget;
 use crate::error::sqlstate_of;
 use crate::progress::{Counters, Progress};
-use crate::reader::Reader;
+use crate::reader::WalReader;
 use crate::{setup, WalError};
 use outboxd_core::{Lsn, TxEvent};
 use pgwire_replication::{PgWireError, ReplicationClient, ReplicationConfig, ReplicationMetrics};
@@ -103,7 +103,7 @@ impl Source {
         });
         let (tx, rx) = mpsc::channel(config.channel_capacity);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let reader = Reader {
+        let reader = WalReader {
             repl,
             assembler,
             out: tx,

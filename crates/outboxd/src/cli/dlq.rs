@@ -127,7 +127,7 @@ async fn replay(config: &PipelineConfig, dry_run: bool, max_events: Option<u64>)
         Err(e) => return Exit::usage(e.to_string()),
     };
     let identity = identity(config);
-    let mut ctx = Ctx {
+    let mut ctx = ReplayRun {
         stage: &stage,
         patience: Duration::from_millis(config.kafka.request_timeout_ms),
         per_txn: usize::try_from(config.kafka.batch.max_events)
@@ -212,14 +212,14 @@ impl From<SinkError> for ReplayFailure {
 }
 
 /// What both modes share.
-struct Ctx<'a> {
+struct ReplayRun<'a> {
     stage: &'a Stage<Encoder>,
     patience: Duration,
     per_txn: usize,
     left: u64,
 }
 
-impl Ctx<'_> {
+impl ReplayRun<'_> {
     fn want(&self, in_txn: usize) -> usize {
         let room = self.per_txn.saturating_sub(in_txn).max(1);
         usize::try_from(self.left).map_or(room, |left| left.min(room))

@@ -31,8 +31,9 @@ pub enum PipelineError {
     TooManyRestarts {
         /// Restarts in a row.
         restarts: u32,
-        /// The last failure, as text.
-        last: String,
+        /// The last failure, typed.
+        #[source]
+        last: Box<PipelineError>,
     },
 
     /// `OUTBOXD_FAULT` is set but not understood.
@@ -51,8 +52,8 @@ impl PipelineError {
 #[derive(Debug)]
 pub(crate) enum AttemptFailure {
     /// Abort, drop the source, start again from the top after a backoff. The stage that failed (`kafka`,
-    /// `postgres`, `registry`: the `reason` label of the restarts metric) and the failure as text.
-    Restart(&'static str, String),
+    /// `postgres`, `registry`: the `reason` label of the restarts metric) and the failure, typed.
+    Restart(&'static str, PipelineError),
     /// Stop with this error.
     Halt(PipelineError),
 }
@@ -60,7 +61,7 @@ pub(crate) enum AttemptFailure {
 impl From<SinkError> for AttemptFailure {
     fn from(e: SinkError) -> Self {
         if e.is_restartable() {
-            AttemptFailure::Restart("kafka", e.to_string())
+            AttemptFailure::Restart("kafka", PipelineError::Sink(e))
         } else {
             AttemptFailure::Halt(PipelineError::Sink(e))
         }
@@ -70,7 +71,7 @@ impl From<SinkError> for AttemptFailure {
 impl From<WalError> for AttemptFailure {
     fn from(e: WalError) -> Self {
         if e.is_retriable() {
-            AttemptFailure::Restart("postgres", e.to_string())
+            AttemptFailure::Restart("postgres", PipelineError::Wal(e))
         } else {
             AttemptFailure::Halt(PipelineError::Wal(e))
         }
@@ -79,13 +80,15 @@ impl From<WalError> for AttemptFailure {
 
 impl From<RecordError> for AttemptFailure {
     fn from(e: RecordError) -> Self {
-        if e.is_retriable() {
-            AttemptFailure::Restart("registry", e.to_string())
+        let retriable = e.is_retriable();
+        let e = match e.into_avro() {
+            Ok(e) => PipelineError::Avro(e),
+            Err(config) => PipelineError::Config(config),
+        };
+        if retriable {
+            AttemptFailure::Restart("registry", e)
         } else {
-            match e.into_avro() {
-                Ok(e) => AttemptFailure::Halt(PipelineError::Avro(e)),
-                Err(config) => AttemptFailure::Halt(PipelineError::Config(config)),
-            }
+            AttemptFailure::Halt(e)
         }
     }
 }
@@ -93,7 +96,7 @@ impl From<RecordError> for AttemptFailure {
 impl From<AvroError> for AttemptFailure {
     fn from(e: AvroError) -> Self {
         if e.is_retriable() {
-            AttemptFailure::Restart("registry", e.to_string())
+            AttemptFailure::Restart("registry", PipelineError::Avro(e))
         } else {
             AttemptFailure::Halt(PipelineError::Avro(e))
         }

@@ -36,7 +36,7 @@ pub(crate) enum Op {
 
 /// A committed Kafka transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Txn {
+pub(crate) struct CommittedTxn {
     /// Its records, in order: (topic, event id header).
     pub records: Vec<(String, String)>,
     /// Its checkpoint's end LSN.
@@ -52,7 +52,7 @@ pub(crate) struct World {
     /// them itself).
     pub source_skips: bool,
     /// The broker's committed transactions.
-    pub committed: Vec<Txn>,
+    pub committed: Vec<CommittedTxn>,
     /// Every operation, in order.
     pub log: Vec<Op>,
     /// Commit calls (1-based, counted over the whole run) that fail with an abortable error.
@@ -289,7 +289,7 @@ impl EventSink for MemorySink {
             world.commit_calls += 1;
             let failing = world.failing_commits.contains(&world.commit_calls);
             if !failing {
-                world.committed.push(Txn {
+                world.committed.push(CommittedTxn {
                     records,
                     checkpoint: end,
                 });

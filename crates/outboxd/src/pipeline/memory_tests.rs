@@ -3,7 +3,7 @@
 //! the backoff reset after progress), dead letters in the same transaction as the events around them.
 
 use super::fault::FaultPlan;
-use super::memory::{wal, Memory, Op, Txn};
+use super::memory::{wal, CommittedTxn, Memory, Op};
 use super::shutdown::Shutdown;
 use super::stream::RunContext;
 use super::{run_attempts, PipelineConfig, PipelineError, RestartConfig, Restarts, StopReason};
@@ -69,7 +69,7 @@ fn committed_ids(memory: &Memory) -> Vec<String> {
 }
 
 /// What the three-transaction WAL `[a] [b c] [d]` commits, once each.
-fn three_txns() -> Vec<Txn> {
+fn three_txns() -> Vec<CommittedTxn> {
     vec![
         txn(&[(TOPIC, "a")], 100),
         txn(&[(TOPIC, "b"), (TOPIC, "c")], 200),
@@ -77,8 +77,8 @@ fn three_txns() -> Vec<Txn> {
     ]
 }
 
-fn txn(records: &[(&str, &str)], checkpoint: u64) -> Txn {
-    Txn {
+fn txn(records: &[(&str, &str)], checkpoint: u64) -> CommittedTxn {
+    CommittedTxn {
         records: records
             .iter()
             .map(|(t, id)| (t.to_string(), id.to_string()))

@@ -27,7 +27,7 @@ use outboxd_avro::Encoder;
 use outboxd_core::Lsn;
 use outboxd_kafka::{SinkStats, StatsSnapshot};
 use outboxd_record::{PayloadEncoder, Stage};
-use ports::{Endpoints, Services};
+use ports::{Endpoints, LiveEndpoints};
 use shutdown::Shutdown;
 use std::future::Future;
 use std::sync::Arc;
@@ -111,7 +111,7 @@ pub async fn run_with(
         }
     };
     let stage = Stage::new(&config.kafka, encoder).map_err(|e| PipelineError::Config(e.to_string()))?;
-    let endpoints = Services {
+    let endpoints = LiveEndpoints {
         config: &config,
         stats: &options.stats,
     };
@@ -200,13 +200,13 @@ impl<'a> Restarts<'a> {
         if self.policy.max_restarts.is_some_and(|max| self.in_a_row > max) {
             return Err(PipelineError::TooManyRestarts {
                 restarts: self.in_a_row - 1,
-                last: reason,
+                last: Box::new(reason),
             });
         }
         let backoff = self.backoff;
         tracing::warn!(
             stage,
-            reason,
+            reason = %reason,
             ?backoff,
             "restarting the pipeline from the last checkpoint"
         );

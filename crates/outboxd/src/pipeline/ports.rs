@@ -1,6 +1,6 @@
 //! The pipeline core's two sides as small interfaces: [`EventSink`] (the transactional writer of records,
 //! dead letters and checkpoints) and [`EventSource`] (the replication stream's handle), started per attempt by
-//! [`Endpoints`]. outboxd runs on [`Services`]: outboxd-kafka's [`Sink`] and outboxd-wal's [`Source`]; the
+//! [`Endpoints`]. outboxd runs on [`LiveEndpoints`]: outboxd-kafka's [`Sink`] and outboxd-wal's [`Source`]; the
 //! core's unit tests run on in-memory implementations of these same traits (`memory.rs`), with no service.
 
 use super::error::AttemptFailure;
@@ -78,12 +78,12 @@ pub(crate) trait Endpoints: Sync {
 
 /// The real endpoints: Apache Kafka through outboxd-kafka, Postgres through outboxd-wal.
 #[derive(Debug)]
-pub(crate) struct Services<'a> {
+pub(crate) struct LiveEndpoints<'a> {
     pub config: &'a PipelineConfig,
     pub stats: &'a Arc<SinkStats>,
 }
 
-impl Endpoints for Services<'_> {
+impl Endpoints for LiveEndpoints<'_> {
     type Sink = Sink;
     type Source = SourceHandle;
 

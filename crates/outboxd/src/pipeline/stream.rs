@@ -13,6 +13,7 @@ use crate::metrics as m;
 use crate::registry_wait::Patience;
 use outboxd_core::{Lsn, TxEvent};
 use outboxd_record::{PayloadEncoder, Stage};
+use outboxd_wal::WalError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -261,7 +262,9 @@ impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
         };
         match result {
             Err(e) => AttemptFailure::from(e),
-            Ok(()) => AttemptFailure::Restart("postgres", "the WAL reader stopped without an error".into()),
+            Ok(()) => AttemptFailure::from(WalError::Disconnected(
+                "the WAL reader stopped without an error".into(),
+            )),
         }
     }
 

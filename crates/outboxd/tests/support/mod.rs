@@ -6,7 +6,6 @@
 pub mod binary;
 pub mod broker;
 pub mod fault;
-pub mod registry;
 
 use outboxd::{run_with, FaultPlan, PipelineConfig, PipelineError, RunOptions, RunOutcome};
 use outboxd_core::Lsn;

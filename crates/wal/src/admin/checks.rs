@@ -10,14 +10,14 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
 /// What every check reads from.
-pub(crate) struct Ctx<'a> {
+pub(crate) struct CheckCtx<'a> {
     pub(crate) client: &'a Client,
     pub(crate) config: &'a SourceConfig,
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
-impl Ctx<'_> {
+impl CheckCtx<'_> {
     pub(crate) async fn row(&self, what: &str, sql: &str, params: Params<'_>) -> Result<Row, WalError> {
         self.client
             .query_one(sql, params)
@@ -45,7 +45,7 @@ impl Ctx<'_> {
     }
 }
 
-pub(crate) async fn server_version(ctx: &Ctx<'_>) -> Result<Check, WalError> {
+pub(crate) async fn server_version(ctx: &CheckCtx<'_>) -> Result<Check, WalError> {
     let name = Check::SERVER_VERSION;
     let sql = "SELECT current_setting('server_version_num')::int, current_setting('server_version')";
     let r = ctx.row("reading server_version", sql, &[]).await?;
@@ -61,7 +61,7 @@ pub(crate) async fn server_version(ctx: &Ctx<'_>) -> Result<Check, WalError> {
     })
 }
 
-pub(crate) async fn wal_level(ctx: &Ctx<'_>) -> Result<Check, WalError> {
+pub(crate) async fn wal_level(ctx: &CheckCtx<'_>) -> Result<Check, WalError> {
     let name = Check::WAL_LEVEL;
     let level: String = ctx
         .row("reading wal_level", "SELECT current_setting('wal_level')", &[])
@@ -80,7 +80,7 @@ pub(crate) async fn wal_level(ctx: &Ctx<'_>) -> Result<Check, WalError> {
     })
 }
 
-pub(crate) async fn replication_role(ctx: &Ctx<'_>) -> Result<Check, WalError> {
+pub(crate) async fn replication_role(ctx: &CheckCtx<'_>) -> Result<Check, WalError> {
     let name = Check::REPLICATION_ROLE;
     let sql = "SELECT current_user::text, r.rolsuper, r.rolreplication, EXISTS (SELECT 1 FROM pg_roles g \
                WHERE g.rolname = 'rds_replication' AND pg_has_role(current_user, g.oid, 'member')) \
@@ -107,9 +107,9 @@ pub(crate) async fn replication_role(ctx: &Ctx<'_>) -> Result<Check, WalError> {
 }
 
 /// The slot as the slot checks need it (read once).
-pub(crate) struct SlotState(Result<Option<SlotRow>, WalError>);
+pub(crate) struct SlotState(Result<Option<SlotStatusRow>, WalError>);
 
-pub(crate) struct SlotRow {
+pub(crate) struct SlotStatusRow {
     slot_type: String,
     plugin: Option<String>,
     database: Option<String>,
@@ -121,7 +121,7 @@ pub(crate) struct SlotRow {
 }
 
 impl SlotState {
-    pub(crate) async fn read(ctx: &Ctx<'_>) -> SlotState {
+    pub(crate) async fn read(ctx: &CheckCtx<'_>) -> SlotState {
         let row = ctx
             .opt(
                 "reading pg_replication_slots",
@@ -134,7 +134,7 @@ impl SlotState {
             .await;
         SlotState(row.and_then(|row| {
             row.map(|r| {
-                Ok(SlotRow {
+                Ok(SlotStatusRow {
                     slot_type: r.get(0),
                     plugin: r.get(1),
                     database: r.get(2),
@@ -193,7 +193,7 @@ impl Findings {
 
 const RESTART: &str = "(a restart is needed)";
 
-pub(crate) async fn max_replication_slots(ctx: &Ctx<'_>, slot: &SlotState) -> Result<Check, WalError> {
+pub(crate) async fn max_replication_slots(ctx: &CheckCtx<'_>, slot: &SlotState) -> Result<Check, WalError> {
     let name = Check::MAX_REPLICATION_SLOTS;
     let sql = "SELECT current_setting('max_replication_slots')::int, \
                (SELECT count(*) FROM pg_replication_slots)::int";
@@ -219,7 +219,7 @@ pub(crate) async fn max_replication_slots(ctx: &Ctx<'_>, slot: &SlotState) -> Re
     })
 }
 
-pub(crate) async fn max_wal_senders(ctx: &Ctx<'_>) -> Result<Check, WalError> {
+pub(crate) async fn max_wal_senders(ctx: &CheckCtx<'_>) -> Result<Check, WalError> {
     let name = Check::MAX_WAL_SENDERS;
     let sql =
         "SELECT current_setting('max_wal_senders')::int, (SELECT count(*) FROM pg_stat_replication)::int";
@@ -236,7 +236,7 @@ pub(crate) async fn max_wal_senders(ctx: &Ctx<'_>) -> Result<Check, WalError> {
     })
 }
 
-pub(crate) async fn outbox_table(ctx: &Ctx<'_>) -> Result<Check, WalError> {
+pub(crate) async fn outbox_table(ctx: &CheckCtx<'_>) -> Result<Check, WalError> {
     let name = Check::OUTBOX_TABLE;
     if let OutboxMode::LogicalMessage { prefix } = &ctx.config.mode {
         let detail = format!("not used: mode = logical_message (prefix {prefix:?})");
@@ -293,7 +293,7 @@ pub(crate) async fn outbox_table(ctx: &Ctx<'_>) -> Result<Check, WalError> {
 
 /// (relkind, relpersistence) of a table, `None` when it does not exist.
 pub(crate) async fn relation_kind(
-    ctx: &Ctx<'_>,
+    ctx: &CheckCtx<'_>,
     schema: &str,
     table: &str,
 ) -> Result<Option<(String, String)>, WalError> {
@@ -305,7 +305,7 @@ pub(crate) async fn relation_kind(
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
-pub(crate) async fn replication_slot(ctx: &Ctx<'_>, slot: SlotState) -> Result<Check, WalError> {
+pub(crate) async fn replication_slot(ctx: &CheckCtx<'_>, slot: SlotState) -> Result<Check, WalError> {
     let config = ctx.config;
     let s = &config.slot;
     let Some(row) = slot.0? else {

@@ -183,7 +183,7 @@ pub async fn preflight(config: &SourceConfig) -> Vec<Check> {
         }
         return out;
     };
-    let ctx = checks::Ctx {
+    let ctx = checks::CheckCtx {
         client: &client,
         config,
     };

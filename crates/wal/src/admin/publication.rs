@@ -1,13 +1,13 @@
 //! The publication check: it exists (or outboxd may and can create it), publishes the outbox table's inserts,
 //! and nothing that would be streamed only to be ignored, or lost (row filters, column lists, partitions).
 
-use super::checks::{relation_kind, Ctx, Findings};
+use super::checks::{relation_kind, CheckCtx, Findings};
 use super::preflight::Check;
 use crate::config::OutboxMode;
 use crate::setup;
 use crate::WalError;
 
-pub(crate) async fn publication(ctx: &Ctx<'_>) -> Result<Check, WalError> {
+pub(crate) async fn publication(ctx: &CheckCtx<'_>) -> Result<Check, WalError> {
     let config = ctx.config;
     let publication = &config.publication;
     let table_mode = config.mode == OutboxMode::Table;
@@ -109,7 +109,7 @@ pub(crate) async fn publication(ctx: &Ctx<'_>) -> Result<Check, WalError> {
     Ok(found.into_check(format!("{publication} publishes {what}")))
 }
 
-async fn is_partitioned(ctx: &Ctx<'_>, schema: &str, table: &str) -> Result<bool, WalError> {
+async fn is_partitioned(ctx: &CheckCtx<'_>, schema: &str, table: &str) -> Result<bool, WalError> {
     Ok(relation_kind(ctx, schema, table)
         .await?
         .is_some_and(|(kind, _)| kind == "p"))
@@ -117,7 +117,7 @@ async fn is_partitioned(ctx: &Ctx<'_>, schema: &str, table: &str) -> Result<bool
 
 /// PostgreSQL 15+: a row filter or a column list on the outbox table loses events or fields.
 async fn filters(
-    ctx: &Ctx<'_>,
+    ctx: &CheckCtx<'_>,
     qualified: &str,
     schema: &str,
     table: &str,
@@ -172,7 +172,7 @@ async fn filters(
 }
 
 /// The publication does not exist: fine when outboxd may and can create it.
-async fn missing_publication(ctx: &Ctx<'_>, create: &str) -> Result<Check, WalError> {
+async fn missing_publication(ctx: &CheckCtx<'_>, create: &str) -> Result<Check, WalError> {
     let name = Check::PUBLICATION;
     let publication = &ctx.config.publication;
     if !ctx.config.create_publication {

@@ -12,7 +12,7 @@ mod reader;
 mod tests;
 mod types;
 
-use reader::Reader;
+use reader::ByteReader;
 pub use types::*;
 
 /// Decodes one pgoutput (protocol version 1) message.
@@ -31,7 +31,7 @@ pub fn decode(data: &[u8]) -> Result<PgOutput<'_>, DecodeError> {
         b'M' => "Message",
         other => return Err(DecodeError::UnknownTag(other)),
     };
-    let mut r = Reader::new(data, 1, message);
+    let mut r = ByteReader::new(data, 1, message);
     let decoded = match tag {
         b'B' => PgOutput::Begin(Begin {
             final_lsn: r.lsn("final_lsn")?,
@@ -39,8 +39,8 @@ pub fn decode(data: &[u8]) -> Result<PgOutput<'_>, DecodeError> {
             xid: r.u32("xid")?,
         }),
         b'C' => PgOutput::Commit(CommitMessage {
-            flags: r.u8("flags")?,
-            commit_lsn: r.lsn("commit_lsn")?,
+            // One flags byte, unused by Postgres (always 0): read past, not kept.
+            commit_lsn: r.u8("flags").and_then(|_| r.lsn("commit_lsn"))?,
             end_lsn: r.lsn("end_lsn")?,
             commit_time_pg_us: r.i64("commit_time")?,
         }),
@@ -101,7 +101,7 @@ pub fn decode(data: &[u8]) -> Result<PgOutput<'_>, DecodeError> {
     Ok(decoded)
 }
 
-fn relation(r: &mut Reader<'_>) -> Result<Relation, DecodeError> {
+fn relation(r: &mut ByteReader<'_>) -> Result<Relation, DecodeError> {
     let id = r.u32("relation_id")?;
     let namespace = r.string("namespace")?.to_owned();
     let name = r.string("relation name")?.to_owned();
@@ -126,7 +126,7 @@ fn relation(r: &mut Reader<'_>) -> Result<Relation, DecodeError> {
     })
 }
 
-fn update<'a>(r: &mut Reader<'a>) -> Result<Update<'a>, DecodeError> {
+fn update<'a>(r: &mut ByteReader<'a>) -> Result<Update<'a>, DecodeError> {
     let relation_id = r.u32("relation_id")?;
     let marker = r.u8("tuple marker")?;
     let old = match marker {
@@ -165,7 +165,7 @@ fn old_kind(message: &'static str, marker: u8) -> Result<OldTuple, DecodeError> 
     }
 }
 
-fn tuple<'a>(r: &mut Reader<'a>) -> Result<TupleData<'a>, DecodeError> {
+fn tuple<'a>(r: &mut ByteReader<'a>) -> Result<TupleData<'a>, DecodeError> {
     let count = r.count_i16("tuple column count")?;
     let mut columns = Vec::with_capacity(count.min(r.remaining()));
     for _ in 0..count {

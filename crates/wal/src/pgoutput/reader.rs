@@ -3,15 +3,15 @@
 use super::DecodeError;
 use outboxd_core::Lsn;
 
-pub(super) struct Reader<'a> {
+pub(super) struct ByteReader<'a> {
     buf: &'a [u8],
     pos: usize,
     message: &'static str,
 }
 
-impl<'a> Reader<'a> {
+impl<'a> ByteReader<'a> {
     pub(super) fn new(buf: &'a [u8], pos: usize, message: &'static str) -> Self {
-        Reader { buf, pos, message }
+        ByteReader { buf, pos, message }
     }
 
     pub(super) fn message(&self) -> &'static str {

@@ -41,8 +41,6 @@ pub struct Begin {
 /// 'C': the end of a transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommitMessage {
-    /// Flags (currently unused by Postgres, always 0).
-    pub flags: u8,
     /// LSN of the commit record.
     pub commit_lsn: Lsn,
     /// End LSN of the commit record.

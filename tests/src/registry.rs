@@ -1,7 +1,7 @@
 //! A private schema registry (`$OUTBOXD_REGISTRY_BIN serve`) on 127.0.0.1 and a port in 20000..30000, that a
 //! test can kill and start again. The registry keeps its schemas in memory: after a restart it is empty.
 
-use outboxd_testkit::wait_until;
+use crate::wait_until;
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::Duration;
@@ -78,6 +78,11 @@ impl PrivateRegistry {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
+    }
+
+    /// Its process id, while it runs (to stop it with SIGSTOP: a registry that accepts but never answers).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// Starts it again on the same port (empty: the registry is in-memory).
