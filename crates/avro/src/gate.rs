@@ -199,7 +199,11 @@ impl Gate<'_> {
                 self.bind(subject, schema, id, Some(version)),
             ));
         }
-        if let Compat::Incompatible(reasons) = self.registry.check_compatibility(subject, schema).await? {
+        if let Compat::Incompatible(mut reasons) = self.registry.check_compatibility(subject, schema).await? {
+            reasons.extend(self.explain(subject, schema, level).await?);
+            if reasons.is_empty() {
+                reasons.push("the registry gave no reason".into());
+            }
             return Ok((report(Outcome::Incompatible { reasons }), None));
         }
         if !self.config.auto_register {
@@ -218,6 +222,27 @@ impl Gate<'_> {
                 ))
             }
         }
+    }
+
+    /// Our own reasons, by field path, for what the registry refused: the change from the subject's latest
+    /// version to `schema` at `level` (registries that answer only `{"is_compatible": false}` say nothing
+    /// more). Empty when the latest version cannot be read or parsed on its own.
+    async fn explain(
+        &self,
+        subject: &str,
+        schema: &LoadedSchema,
+        level: CompatibilityLevel,
+    ) -> Result<Vec<String>, AvroError> {
+        let Some(latest) = self.registry.version(subject, "latest").await? else {
+            return Ok(Vec::new());
+        };
+        let Ok(old) = apache_avro::Schema::parse_str(&latest.schema) else {
+            return Ok(Vec::new());
+        };
+        Ok(crate::explain::incompatibilities(&old, &schema.schema, level)
+            .into_iter()
+            .map(|r| format!("{r} [against version {}]", latest.version))
+            .collect())
     }
 
     /// Takes the latest version of `subject` (a `latest` source).

@@ -23,6 +23,7 @@ pub mod config;
 pub mod convert;
 mod encoder;
 pub mod error;
+pub mod explain;
 pub mod frame;
 pub mod gate;
 pub mod registry;

@@ -112,6 +112,17 @@ impl Answer {
         })
     }
 
+    /// The `messages` the registry listed (Confluent's `verbose=true`); empty when it gave none.
+    fn listed_messages(&self) -> Vec<String> {
+        match self.body.get("messages").and_then(Json::as_array) {
+            Some(list) => list
+                .iter()
+                .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_string))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
     fn messages(&self) -> Vec<String> {
         match self.body.get("messages").and_then(Json::as_array) {
             Some(list) if !list.is_empty() => list
@@ -273,7 +284,7 @@ impl Registry {
             409 | 422 => Ok(Compat::Incompatible(a.messages())),
             _ if a.ok() => match a.body.get("is_compatible").and_then(Json::as_bool) {
                 Some(true) => Ok(Compat::Compatible),
-                Some(false) => Ok(Compat::Incompatible(a.messages())),
+                Some(false) => Ok(Compat::Incompatible(a.listed_messages())),
                 None => Err(a.bad("no is_compatible")),
             },
             _ => Err(a.rejected()),

@@ -91,9 +91,17 @@ async fn compatible_evolution_gets_a_new_id_and_the_encoder_uses_it() {
 #[tokio::test]
 async fn incompatible_changes_are_refused_naming_subject_level_and_reason() {
     let url = url();
-    for (change, fields) in [
-        ("type int->string", V2_TYPE_CHANGED),
-        ("new required field", V2_REQUIRED),
+    for (change, fields, why) in [
+        (
+            "type int->string",
+            V2_TYPE_CHANGED,
+            "$.qty: type changed from int to string",
+        ),
+        (
+            "new required field",
+            V2_REQUIRED,
+            "$.sku: added without a default",
+        ),
     ] {
         let ns = unique_name("ns");
         let subject = format!("{ns}.Order");
@@ -113,6 +121,13 @@ async fn incompatible_changes_are_refused_naming_subject_level_and_reason() {
         };
         assert!(
             !reasons.is_empty() && reasons.iter().all(|r| !r.is_empty()),
+            "{change}: {reasons:?}"
+        );
+        // Whatever the registry says (some answer only {"is_compatible":false}), the field is named.
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains(why) && r.contains("[against version 1]")),
             "{change}: {reasons:?}"
         );
         let text = report.to_string();

@@ -7,7 +7,7 @@ use crate::headers::HeaderList;
 /// stable, machine-readable code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DlqReason {
-    /// The WAL decoder could not map the row faithfully (`OutboxEvent::defect`): `decode_defect`.
+    /// The WAL decoder could not map the row faithfully (the event carries a defect): `decode_defect`.
     DecodeDefect,
     /// A field a routable event needs is null or empty: `missing_fields`.
     MissingFields,

@@ -108,10 +108,19 @@ async fn an_incompatible_schema_fails_with_exit_3() {
         "the subject is named:\n{}",
         out.stdout
     );
-    // `schemas check`, the CI gate, agrees.
-    run(&["schemas", "check"], &env.config_file(&config, "v2gate"))
-        .await
-        .assert_code(3);
+    assert!(
+        out.stdout.contains("$.amount: type changed from int to string"),
+        "the reason names the field:\n{}",
+        out.stdout
+    );
+    // `schemas check`, the CI gate, agrees, and says why.
+    let gate = run(&["schemas", "check"], &env.config_file(&config, "v2gate")).await;
+    gate.assert_code(3);
+    assert!(
+        gate.all().contains("$.amount: type changed from int to string"),
+        "{}",
+        gate.all()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
