@@ -37,14 +37,13 @@ pub struct OutboxEvent {
 }
 
 impl OutboxEvent {
-    /// The names of the fields a routable event must have but this one lacks (empty when none is missing).
+    /// The names of the fields every event must have but this one lacks (empty when none is missing). The
+    /// aggregate type is not one of them: it is needed only when the topic template uses it, which the
+    /// router checks.
     pub fn missing_required(&self) -> Vec<&'static str> {
         let mut missing = Vec::new();
         if self.id.as_deref().is_none_or(str::is_empty) {
             missing.push("id");
-        }
-        if self.aggregate_type.as_deref().is_none_or(str::is_empty) && self.topic.is_none() {
-            missing.push("aggregate_type");
         }
         if self.aggregate_id.is_none() {
             missing.push("aggregate_id");
@@ -105,10 +104,7 @@ mod tests {
     #[test]
     fn missing_required_names_each_field() {
         let e = OutboxEvent::default();
-        assert_eq!(
-            e.missing_required(),
-            vec!["id", "aggregate_type", "aggregate_id", "event_type"]
-        );
+        assert_eq!(e.missing_required(), vec!["id", "aggregate_id", "event_type"]);
         let e = OutboxEvent {
             id: Some("a".into()),
             aggregate_id: Some(String::new()),

@@ -120,10 +120,64 @@ pub enum RouteMode {
 pub struct RoutingConfig {
     /// Which rule picks the topic.
     pub mode: RouteMode,
-    /// Template with `{aggregate_type}` and `{event_type}` placeholders (Debezium-style default).
+    /// Template with `{aggregate_type}`, `{event_type}`, `{event_type.N}` (the N-th dot-separated part of the
+    /// event type, from 0: `Order` of `Order.PaymentProcessed`) and `{event_type.N..M}` (parts N to M-1)
+    /// placeholders (Debezium-style default). The outbox table needs an aggregate type column only when this
+    /// template uses `{aggregate_type}`.
     pub topic_template: String,
     /// The single topic for `mode = "fixed"`.
     pub fixed_topic: Option<String>,
+    /// A naming rule for event types, checked by the pipeline (a breaking event goes to the dead-letter topic
+    /// as `bad_event_name`) and by `outboxd schemas check`: `"domain_entity_action"` asks for two or three
+    /// dot-separated PascalCase parts (`Order.PaymentProcessed`, `Billing.Invoice.Paid`; the past tense of
+    /// the verb is not checked). Default: none.
+    pub event_name_rule: Option<EventNameRule>,
+}
+
+/// A naming rule for event types ([`RoutingConfig::event_name_rule`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventNameRule {
+    /// `Domain.Entity.Action`: two or three dot-separated parts, each PascalCase (`[A-Z][A-Za-z0-9]*`).
+    DomainEntityAction,
+}
+
+impl EventNameRule {
+    /// `Err` says how `name` breaks the rule.
+    pub fn check(self, name: &str) -> Result<(), String> {
+        match self {
+            EventNameRule::DomainEntityAction => {
+                let parts: Vec<&str> = name.split('.').collect();
+                let pascal = |p: &&str| {
+                    p.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                        && p.chars().all(|c| c.is_ascii_alphanumeric())
+                };
+                if !(2..=3).contains(&parts.len()) {
+                    return Err(format!(
+                        "event type {name:?} has {} dot-separated part(s); the rule Domain.Entity.Action wants 2 \
+                         or 3 (Order.PaymentProcessed)",
+                        parts.len()
+                    ));
+                }
+                match parts.iter().find(|p| !pascal(p)) {
+                    Some(bad) => Err(format!(
+                        "event type {name:?}: part {bad:?} is not PascalCase ([A-Z][A-Za-z0-9]*), as the rule \
+                         Domain.Entity.Action wants"
+                    )),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+impl RoutingConfig {
+    /// True when some event's topic may come from the template's `{aggregate_type}`.
+    pub fn needs_aggregate_type(&self) -> bool {
+        self.mode != RouteMode::Fixed
+            && crate::topic_name::parse_template(&self.topic_template)
+                .is_ok_and(|parts| parts.contains(&crate::topic_name::TemplatePart::AggregateType))
+    }
 }
 
 impl Default for RoutingConfig {
@@ -132,6 +186,7 @@ impl Default for RoutingConfig {
             mode: RouteMode::Template,
             topic_template: "outbox.event.{aggregate_type}".into(),
             fixed_topic: None,
+            event_name_rule: None,
         }
     }
 }
@@ -240,6 +295,36 @@ impl SinkConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_domain_entity_action_rule_checks_the_shape() {
+        let rule = EventNameRule::DomainEntityAction;
+        for good in ["Order.PaymentProcessed", "Billing.Invoice.Paid", "A.B"] {
+            assert_eq!(rule.check(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("OrderCreated", "1 dot-separated part"),
+            ("A.B.C.D", "4 dot-separated part"),
+            ("order.PaymentProcessed", "\"order\" is not PascalCase"),
+            ("Order.payment_processed", "not PascalCase"),
+            ("Order..Paid", "\"\" is not PascalCase"),
+        ] {
+            let err = rule.check(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_aggregate_type_is_needed_only_by_a_template_that_uses_it() {
+        let mut r = RoutingConfig::default();
+        assert!(r.needs_aggregate_type());
+        r.topic_template = "outbox.{event_type.0}".into();
+        assert!(!r.needs_aggregate_type());
+        r.topic_template = "outbox.{aggregate_type}".into();
+        r.mode = RouteMode::Fixed;
+        assert!(!r.needs_aggregate_type(), "a fixed topic needs nothing");
+    }
+
     use super::*;
 
     fn with_passthrough(key: &str) -> SinkConfig {

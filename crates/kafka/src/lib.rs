@@ -49,7 +49,7 @@ pub mod topic_name;
 mod topics;
 
 pub use checkpoint::Checkpoint;
-pub use config::{BatchConfig, RouteMode, RoutingConfig, SinkConfig, TopicsConfig};
+pub use config::{BatchConfig, EventNameRule, RouteMode, RoutingConfig, SinkConfig, TopicsConfig};
 pub use dead_letter::DeadLetter;
 pub use dlq_reader::DlqReader;
 pub use error::SinkError;

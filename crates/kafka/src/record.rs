@@ -15,6 +15,8 @@ pub enum DlqReason {
     InvalidTopic,
     /// The routed topic does not exist and topic creation is disabled: `unknown_topic`.
     UnknownTopic,
+    /// The event type breaks the configured naming rule: `bad_event_name`.
+    BadEventName,
     /// The headers column is not a JSON object: `invalid_headers`.
     InvalidHeaders,
     /// The record would exceed `max_message_bytes`: `too_large`.
@@ -32,6 +34,7 @@ impl DlqReason {
             DlqReason::MissingFields => "missing_fields",
             DlqReason::InvalidTopic => "invalid_topic",
             DlqReason::UnknownTopic => "unknown_topic",
+            DlqReason::BadEventName => "bad_event_name",
             DlqReason::InvalidHeaders => "invalid_headers",
             DlqReason::TooLarge => "too_large",
             DlqReason::Encoder(code) => code,
@@ -130,6 +133,7 @@ mod tests {
             (DlqReason::MissingFields, "missing_fields"),
             (DlqReason::InvalidTopic, "invalid_topic"),
             (DlqReason::UnknownTopic, "unknown_topic"),
+            (DlqReason::BadEventName, "bad_event_name"),
             (DlqReason::InvalidHeaders, "invalid_headers"),
             (DlqReason::TooLarge, "too_large"),
             (DlqReason::Encoder("schema_mismatch"), "schema_mismatch"),

@@ -43,6 +43,27 @@ pub enum TemplatePart {
     AggregateType,
     /// `{event_type}`.
     EventType,
+    /// `{event_type.N}` (the N-th dot-separated part, from 0) or `{event_type.N..M}` (parts N to M-1, joined
+    /// by dots; `{event_type.N..}` to the end): `Order.PaymentProcessed` gives `Order` for `{event_type.0}`.
+    EventTypeParts {
+        /// The first part.
+        from: usize,
+        /// One past the last part; `None` for the end.
+        to: Option<usize>,
+    },
+}
+
+/// Parses `N`, `N..M` or `N..` after `event_type.`.
+fn parse_parts(spec: &str) -> Option<TemplatePart> {
+    let (from, to) = match spec.split_once("..") {
+        None => {
+            let n: usize = spec.parse().ok()?;
+            (n, Some(n + 1))
+        }
+        Some((a, "")) => (a.parse().ok()?, None),
+        Some((a, b)) => (a.parse().ok()?, Some(b.parse().ok()?)),
+    };
+    (to.is_none_or(|t| t > from)).then_some(TemplatePart::EventTypeParts { from, to })
 }
 
 /// Parses a topic template (`outbox.event.{aggregate_type}`) into its parts; the error names what is wrong.
@@ -60,11 +81,15 @@ pub fn parse_template(template: &str) -> Result<Vec<TemplatePart>, String> {
         parts.push(match &after[..close] {
             "aggregate_type" => TemplatePart::AggregateType,
             "event_type" => TemplatePart::EventType,
-            other => {
-                return Err(format!(
-                "unknown placeholder {{{other}}} in {template:?}: use {{aggregate_type}} or {{event_type}}"
-            ))
-            }
+            other => match other.strip_prefix("event_type.").and_then(parse_parts) {
+                Some(part) => part,
+                None => {
+                    return Err(format!(
+                        "unknown placeholder {{{other}}} in {template:?}: use {{aggregate_type}}, {{event_type}}, \
+                         {{event_type.N}} (its N-th dot-separated part, from 0) or {{event_type.N..M}}"
+                    ))
+                }
+            },
         });
         rest = &after[close + 1..];
     }
@@ -93,6 +118,33 @@ pub fn check_template(template: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_type_parts_parse() {
+        let parts = parse_template("t.{event_type.0}.{event_type.1..3}.{event_type.2..}").unwrap();
+        assert_eq!(
+            parts[1..],
+            [
+                TemplatePart::EventTypeParts { from: 0, to: Some(1) },
+                TemplatePart::Lit(".".into()),
+                TemplatePart::EventTypeParts { from: 1, to: Some(3) },
+                TemplatePart::Lit(".".into()),
+                TemplatePart::EventTypeParts { from: 2, to: None },
+            ]
+        );
+        for bad in [
+            "{event_type.}",
+            "{event_type.x}",
+            "{event_type.2..1}",
+            "{event_type.1..1}",
+            "{event_type.-1}",
+        ] {
+            assert!(
+                parse_template(bad).unwrap_err().contains("unknown placeholder"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn templates_are_checked() {

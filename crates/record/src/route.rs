@@ -51,23 +51,38 @@ impl Router {
 
     /// The template's topic, when the event carries what the template needs (for the DLQ's intended topic).
     fn expand(&self, event: &OutboxEvent) -> Result<String, RouteRejection> {
+        let missing = |field: &str| RouteRejection {
+            reason: DlqReason::MissingFields,
+            detail: format!("{field} is null or empty; the topic template needs it"),
+        };
+        let present = |v: &Option<String>, field| match v.as_deref() {
+            Some(v) if !v.is_empty() => Ok(v.to_string()),
+            _ => Err(missing(field)),
+        };
         let mut out = String::new();
         for part in &self.template {
-            let (value, field) = match part {
-                TemplatePart::Lit(lit) => {
-                    out.push_str(lit);
-                    continue;
+            match part {
+                TemplatePart::Lit(lit) => out.push_str(lit),
+                TemplatePart::AggregateType => {
+                    out.push_str(&present(&event.aggregate_type, "aggregate_type")?)
                 }
-                TemplatePart::AggregateType => (&event.aggregate_type, "aggregate_type"),
-                TemplatePart::EventType => (&event.event_type, "event_type"),
-            };
-            match value.as_deref() {
-                Some(v) if !v.is_empty() => out.push_str(v),
-                _ => {
-                    return Err(RouteRejection {
-                        reason: DlqReason::MissingFields,
-                        detail: format!("{field} is null or empty; the topic template needs it"),
-                    })
+                TemplatePart::EventType => out.push_str(&present(&event.event_type, "event_type")?),
+                TemplatePart::EventTypeParts { from, to } => {
+                    let name = present(&event.event_type, "event_type")?;
+                    let parts: Vec<&str> = name.split('.').collect();
+                    let end = to.unwrap_or(parts.len());
+                    if end > parts.len() {
+                        return Err(RouteRejection {
+                            reason: DlqReason::MissingFields,
+                            detail: format!(
+                                "event type {name:?} has {} dot-separated part(s); the topic template needs \
+                                 parts {from} to {}",
+                                parts.len(),
+                                end - 1
+                            ),
+                        });
+                    }
+                    out.push_str(&parts[*from..end].join("."));
                 }
             }
         }
@@ -93,6 +108,7 @@ mod tests {
             mode,
             topic_template: template.into(),
             fixed_topic: fixed.map(Into::into),
+            event_name_rule: None,
         })
         .unwrap()
     }
@@ -138,6 +154,29 @@ mod tests {
                 .unwrap_err()
                 .reason,
             DlqReason::InvalidTopic
+        );
+    }
+
+    #[test]
+    fn dotted_event_types_route_by_their_parts() {
+        let r = router(RouteMode::Template, "outbox.{event_type.0}", None);
+        assert_eq!(
+            r.topic_for(&event(None, Some("Order.PaymentProcessed"), None)),
+            Ok("outbox.Order".into()),
+            "no aggregate type needed"
+        );
+        let r = router(RouteMode::Template, "t.{event_type.0..2}.v1", None);
+        assert_eq!(
+            r.topic_for(&event(None, Some("Billing.Invoice.Paid"), None)),
+            Ok("t.Billing.Invoice.v1".into())
+        );
+        let err = r.topic_for(&event(None, Some("Paid"), None)).unwrap_err();
+        assert_eq!(err.reason, DlqReason::MissingFields);
+        assert!(err.detail.contains("1 dot-separated part"), "{}", err.detail);
+        let r = router(RouteMode::Template, "t.{event_type.1..}", None);
+        assert_eq!(
+            r.topic_for(&event(None, Some("Billing.Invoice.Paid"), None)),
+            Ok("t.Invoice.Paid".into())
         );
     }
 

@@ -6,14 +6,15 @@
 //! dead-letter record. The checks run in this order; the first that fails decides the reason:
 //!
 //! 1. `decode_defect`: the WAL decoder could not map the row faithfully.
-//! 2. `missing_fields`: a field every routable event needs (id, aggregate id, event type) is null or empty.
-//! 3. routing: `missing_fields` when the topic template needs a field the event lacks, `invalid_topic` when
-//!    the topic is not a legal Kafka name (the only rejections with no intended topic).
-//! 4. `missing_fields`: the payload is null.
-//! 5. the encoder's own reasons for the value (`invalid_json`, `schema_mismatch`, `unknown_event_type`), then
+//! 2. `missing_fields`: a field every event needs (id, aggregate id, event type) is null or empty.
+//! 3. `bad_event_name`: the event type breaks the configured naming rule (`kafka.routing.event_name_rule`).
+//! 4. routing: `missing_fields` when the topic template needs a field (or event-type part) the event lacks,
+//!    `invalid_topic` when the topic is not a legal Kafka name (the only rejections with no intended topic).
+//! 5. `missing_fields`: the payload is null.
+//! 6. the encoder's own reasons for the value (`invalid_json`, `schema_mismatch`, `unknown_event_type`), then
 //!    for the key.
-//! 6. `invalid_headers`: the row's headers column is not a JSON object.
-//! 7. `too_large`: the record would exceed `kafka.max_message_bytes`.
+//! 7. `invalid_headers`: the row's headers column is not a JSON object.
+//! 8. `too_large`: the record would exceed `kafka.max_message_bytes`.
 //!
 //! What only the broker side can know (the topic does not exist and creation is off; the producer refuses
 //! the size) comes back from the sink as [`outboxd_kafka::Written::Refused`] and is dead-lettered the same way.
@@ -27,7 +28,7 @@ use crate::replay::{triage, Triage};
 use crate::route::Router;
 use outboxd_core::OutboxEvent;
 use outboxd_kafka::dead_letter::REPLAYED_FROM;
-use outboxd_kafka::{DeadLetter, DlqReason, ReadyRecord, SinkConfig};
+use outboxd_kafka::{DeadLetter, DlqReason, EventNameRule, ReadyRecord, SinkConfig};
 
 /// Why an event goes to the dead-letter topic instead of its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,6 +68,7 @@ pub enum ReplayPlan {
 #[derive(Debug)]
 pub struct Stage<E> {
     router: Router,
+    name_rule: Option<EventNameRule>,
     encoder: E,
     dlq_topic: String,
     max_message_bytes: usize,
@@ -77,6 +79,7 @@ impl<E: PayloadEncoder> Stage<E> {
     pub fn new(kafka: &SinkConfig, encoder: E) -> Result<Stage<E>, RecordError> {
         Ok(Stage {
             router: Router::new(&kafka.routing).map_err(RecordError::Config)?,
+            name_rule: kafka.routing.event_name_rule,
             encoder,
             dlq_topic: kafka.dlq_topic.clone(),
             max_message_bytes: kafka.max_message_bytes,
@@ -108,6 +111,11 @@ impl<E: PayloadEncoder> Stage<E> {
             let detail = format!("missing or empty: {}", missing.join(", "));
             return reject(DlqReason::MissingFields, detail, intended);
         }
+        if let (Some(rule), Some(name)) = (self.name_rule, event.event_type.as_deref()) {
+            if let Err(detail) = rule.check(name) {
+                return reject(DlqReason::BadEventName, detail, intended);
+            }
+        }
         let topic = match routed {
             Ok(topic) => topic,
             Err(r) => return reject(r.reason, r.detail, None),
@@ -115,7 +123,7 @@ impl<E: PayloadEncoder> Stage<E> {
         self.encode(event, commit_time_us, topic, None).await
     }
 
-    /// Steps 4 to 7 for an event whose topic is known; `extra` is one more header at the end (a replay's
+    /// Steps 5 to 8 for an event whose topic is known; `extra` is one more header at the end (a replay's
     /// `dlq_replayed_from`).
     async fn encode(
         &self,
@@ -208,7 +216,7 @@ impl<E: PayloadEncoder> Stage<E> {
     }
 
     /// Decides what becomes of a dead letter read back: kept as it is ([`triage`]), or the event it stands
-    /// for through steps 4 to 7 to the topic it was meant for, with `dlq_replayed_from` naming it.
+    /// for through steps 5 to 8 to the topic it was meant for, with `dlq_replayed_from` naming it.
     pub async fn prepare_replay(&self, dl: &DeadLetter) -> Result<ReplayPlan, RecordError> {
         let replayable = match triage(dl) {
             Triage::Keep { why } => return Ok(ReplayPlan::Keep { why }),

@@ -279,3 +279,31 @@ async fn a_replay_that_still_fails_or_cannot_be_tried_says_why() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_naming_rule_dead_letters_bad_names_after_the_missing_fields() {
+    let mut config = SinkConfig::default();
+    config.routing.event_name_rule = Some(outboxd_kafka::EventNameRule::DomainEntityAction);
+    config.routing.topic_template = "outbox.{event_type.0}".into();
+    let s = Stage::new(&config, FakeEncoder::default()).unwrap();
+    let r = rejected(&s, &event()).await;
+    assert_eq!(
+        r.reason,
+        DlqReason::BadEventName,
+        "OrderCreated has one part: {r:?}"
+    );
+    assert_eq!(r.intended_topic.as_deref(), Some("outbox.OrderCreated"));
+    let missing = OutboxEvent { id: None, ..event() };
+    assert_eq!(rejected(&s, &missing).await.reason, DlqReason::MissingFields);
+    let good = OutboxEvent {
+        event_type: Some("Order.PaymentProcessed".into()),
+        aggregate_type: None,
+        ..event()
+    };
+    let record = ready(&s, &good).await;
+    assert_eq!(
+        record.topic, "outbox.Order",
+        "routed by the event type's first part, no aggregate type"
+    );
+    assert_eq!(record.key.as_deref(), Some(&b"42"[..]));
+}

@@ -15,7 +15,9 @@ pub enum WalError {
     #[error(
         "outbox table {table} has no column \"{column}\" (mapped to the event's {field}): add it (see \
          config/outbox.sql), or map another column with [source.columns] {field} = \"...\", or pick the \
-         preset that matches the table (\"outboxd\" or \"debezium\")"
+         preset that matches the table (\"outboxd\" or \"debezium\"); the aggregate type is needed only \
+         while kafka.routing.topic_template uses {{aggregate_type}} (route by {{event_type.0}}, the first part \
+         of a dotted event type, to do without it)"
     )]
     MissingColumn {
         /// The outbox table (`schema.name`).

@@ -47,7 +47,7 @@ mod tls;
 pub use assembler::{Assembler, AssemblerConfig, Input};
 pub use config::{OutboxMode, SlotBusy, SourceConfig};
 pub use error::{ConnectFailure, WalError};
-pub use mapping::{ColumnMapping, Preset, ResolvedMapping};
+pub use mapping::{ColumnMapping, Field, Preset, ResolvedMapping};
 pub use progress::{Positions, Progress, Stats};
 pub use setup::slot_confirmed_flush_lsn;
 pub use source::{install_crypto_provider, Source, SourceHandle};

@@ -54,10 +54,14 @@ pub struct ColumnMapping {
     pub created_at: Option<String>,
     /// Column for the schema version.
     pub schema_version: Option<String>,
+    /// Fields the rest of the configuration needs, whose columns must then exist: `aggregate_type` when the
+    /// topic template uses `{aggregate_type}`. Set by the pipeline from the routing; not a setting.
+    #[serde(skip)]
+    pub needed: Vec<Field>,
 }
 
 /// An [`OutboxEvent`] field that a column can fill.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Field {
     /// `id`
     Id,
@@ -115,10 +119,11 @@ impl Field {
         }
     }
 
+    /// Every event needs these; the aggregate type only when the routing uses it ([`ColumnMapping::needed`]).
     fn required(self) -> bool {
         matches!(
             self,
-            Field::Id | Field::AggregateType | Field::AggregateId | Field::EventType | Field::Payload
+            Field::Id | Field::AggregateId | Field::EventType | Field::Payload
         )
     }
 }
@@ -180,7 +185,7 @@ impl ColumnMapping {
         };
         Some(Source {
             column: column.into(),
-            must_exist: field.required(),
+            must_exist: field.required() || self.needed.contains(&field),
             extract,
         })
     }

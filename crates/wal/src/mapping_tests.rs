@@ -184,8 +184,66 @@ fn debezium_preset_with_bytea_payload_and_span_context() {
         .resolve("public.outboxevent", &outboxd_columns())
         .unwrap_err();
     assert!(
-        matches!(err, WalError::MissingColumn { ref column, .. } if column == "aggregatetype"),
+        matches!(err, WalError::MissingColumn { ref column, .. } if column == "aggregateid"),
         "{err:?}"
+    );
+}
+
+/// The table of the article that defines the pattern: no aggregate type, a status column.
+fn article_columns() -> Vec<(&'static str, u32)> {
+    vec![
+        ("id", UUID),
+        ("aggregate_id", TEXT),
+        ("event_type", TEXT),
+        ("payload", JSONB),
+        ("status", TEXT),
+        ("created_at", TIMESTAMPTZ),
+    ]
+}
+
+#[test]
+fn a_table_without_an_aggregate_type_maps_unless_the_routing_needs_it() {
+    let mut mapping = ColumnMapping::default();
+    let resolved = mapping
+        .resolve("public.outbox_events", &article_columns())
+        .unwrap();
+    let e = resolved.map_row(
+        &row(&[
+            Text(b"0b0e4f9c-8f7e-4c2a-9a55-3f1f6b0b6a11"),
+            Text(b"order-42"),
+            Text(b"Order.PaymentProcessed"),
+            Text(br#"{"amount":5}"#),
+            Text(b"PENDING"),
+            Text(b"2026-12-02 10:00:00+00"),
+        ]),
+        Lsn(9),
+    );
+    assert_eq!(
+        (
+            e.aggregate_type.as_deref(),
+            e.aggregate_id.as_deref(),
+            e.event_type.as_deref()
+        ),
+        (None, Some("order-42"), Some("Order.PaymentProcessed"))
+    );
+    assert!(e.missing_required().is_empty() && e.defect.is_none(), "{e:?}");
+    mapping.needed.push(Field::AggregateType);
+    let err = mapping
+        .resolve("public.outbox_events", &article_columns())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WalError::MissingColumn {
+                field: "aggregate_type",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("{event_type.0}"),
+        "the fix is named: {err}"
     );
 }
 

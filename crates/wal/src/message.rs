@@ -108,10 +108,7 @@ mod tests {
     #[test]
     fn missing_and_null_fields_are_empty_not_defects() {
         let e = event_from_message(br#"{"id": "e1", "payload": null, "headers": null}"#, Lsn(1));
-        assert_eq!(
-            e.missing_required(),
-            vec!["aggregate_type", "aggregate_id", "event_type"]
-        );
+        assert_eq!(e.missing_required(), vec!["aggregate_id", "event_type"]);
         assert_eq!(
             (e.defect, e.payload, e.headers, e.aggregate_id),
             (None, None, None, None)

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// Runs every check and prints them.
 pub async fn check(config: &PipelineConfig) -> Exit {
-    let mut checks = admin::preflight(&config.source).await;
+    let mut checks = admin::preflight(&config.source_config()).await;
     checks.extend(kafka_checks(config).await);
     checks.push(registry_check(config).await);
     for c in &checks {

@@ -3,12 +3,22 @@
 use super::exit::Exit;
 use outboxd::PipelineConfig;
 
-/// Checks (and with `register`, registers) every configured schema; prints one line per subject.
+/// Checks (and with `register`, registers) every configured schema; prints one line per subject. With
+/// `kafka.routing.event_name_rule`, every event type with a schema must follow it too.
 pub async fn run(config: &PipelineConfig, register: bool) -> Exit {
     match outboxd_avro::check_schemas(&config.avro, register).await {
         Ok(report) => {
             print!("{report}");
-            if report.passed() {
+            let misnamed = misnamed(config, &report);
+            for why in &misnamed {
+                println!("[FAIL] naming: {why}");
+            }
+            if !misnamed.is_empty() {
+                Exit::check_failed(format!(
+                    "{} event type(s) break kafka.routing.event_name_rule (see above)",
+                    misnamed.len()
+                ))
+            } else if report.passed() {
                 println!("schemas: all {} subject(s) pass", report.subjects.len());
                 Exit::ok()
             } else {
@@ -23,4 +33,17 @@ pub async fn run(config: &PipelineConfig, register: bool) -> Exit {
             super::config_file::redact_url(&config.avro.registry_url)
         )),
     }
+}
+
+/// How the event types of the report break the configured naming rule (none without a rule).
+fn misnamed(config: &PipelineConfig, report: &outboxd_avro::GateReport) -> Vec<String> {
+    let Some(rule) = config.kafka.routing.event_name_rule else {
+        return Vec::new();
+    };
+    report
+        .subjects
+        .iter()
+        .flat_map(|s| &s.event_types)
+        .filter_map(|t| rule.check(t).err())
+        .collect()
 }

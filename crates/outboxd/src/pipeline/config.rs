@@ -3,7 +3,7 @@
 
 use outboxd_avro::AvroConfig;
 use outboxd_kafka::SinkConfig;
-use outboxd_wal::SourceConfig;
+use outboxd_wal::{Field, SourceConfig};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -97,6 +97,18 @@ impl PipelineConfig {
             .transactional_id
             .clone()
             .unwrap_or_else(|| format!("outboxd-{}", self.source.slot))
+    }
+
+    /// The source's configuration, told which optional columns the routing needs: the aggregate type when
+    /// the topic template uses `{aggregate_type}` (a table without that column then fails at start, naming
+    /// it, instead of dead-lettering every event).
+    pub fn source_config(&self) -> SourceConfig {
+        let mut source = self.source.clone();
+        if self.kafka.routing.needs_aggregate_type() && !source.columns.needed.contains(&Field::AggregateType)
+        {
+            source.columns.needed.push(Field::AggregateType);
+        }
+        source
     }
 
     /// Checks what can be checked without any service; the message says what to change.

@@ -107,7 +107,7 @@ impl Endpoints for LiveEndpoints<'_> {
         &self,
         skip_through: Lsn,
     ) -> Result<(SourceHandle, mpsc::Receiver<TxEvent>), AttemptFailure> {
-        Ok(Source::start(self.config.source.clone(), skip_through).await?)
+        Ok(Source::start(self.config.source_config(), skip_through).await?)
     }
 }
 
