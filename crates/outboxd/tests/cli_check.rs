@@ -25,6 +25,51 @@ async fn check(env: &Env, config: &PipelineConfig, name: &str) -> Output {
     run(&["check"], &env.config_file(config, name)).await
 }
 
+/// Rows already in the table when the slot does not exist yet are never silent: `check` counts them, and
+/// the first start creates the slot before its producer starts, so that what is written from then on is
+/// relayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rows_that_predate_the_slot_are_counted_and_the_first_start_relays_what_follows() {
+    let mut env = Env::new().await;
+    env.config.source.slot = unique_name("fresh_slot");
+    let before = env.insert_orders("old", 3, 1, 1).await;
+    let out = check(&env, &env.config, "noslot").await;
+    out.assert_code(0);
+    assert!(
+        out.stdout
+            .contains("the 3 row(s) already in public.outbox predate it and will not be relayed"),
+        "{}",
+        out.stdout
+    );
+    let running = env.spawn(outboxd::FaultPlan::none());
+    // The slot exists once the pipeline got past its first step: what is written now is relayed.
+    let slot = env.config.source.slot.clone();
+    outboxd_testkit::wait_until("the pipeline created its slot", support::WAIT, || async {
+        let row = env
+            .db
+            .client
+            .query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .unwrap();
+        row.map(|_| ())
+    })
+    .await;
+    let after = env.insert_orders("new", 5, 1, 2).await;
+    let records = env.wait_for(&env.topic("order"), 5, &running).await;
+    running.stop().await.unwrap();
+    let mut ids: Vec<String> = records.iter().filter_map(|r| r.header("id")).collect();
+    ids.sort();
+    let mut want = after.clone();
+    want.sort();
+    assert_eq!(
+        ids, want,
+        "every row written after the slot exists, once; none of {before:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_setup_passes() {
     let env = Env::new().await;

@@ -50,5 +50,5 @@ pub use error::{ConnectFailure, WalError};
 pub use mapping::{ColumnMapping, Field, Preset, ResolvedMapping};
 pub use progress::{Positions, Progress, Stats};
 pub use setup::slot_confirmed_flush_lsn;
-pub use source::{install_crypto_provider, Source, SourceHandle};
+pub use source::{install_crypto_provider, SlotPrepared, Source, SourceHandle};
 pub use tls::{SslMode, TlsSettings};

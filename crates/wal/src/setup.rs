@@ -225,13 +225,30 @@ pub(crate) async fn create_slot(client: &Client, slot: &str) -> Result<Option<Ls
     }
 }
 
-/// The slot exists (created when allowed), is a pgoutput slot of this database.
-pub(crate) async fn ensure_slot(client: &Client, config: &SourceConfig) -> Result<(), WalError> {
+/// Rows in the outbox table now (for the rows that predate a slot just created).
+pub(crate) async fn count_rows(client: &Client, config: &SourceConfig) -> Result<i64, WalError> {
+    let (schema, name) = config.table_name()?;
+    let sql = format!(
+        "SELECT count(*) FROM {}.{}",
+        quote_ident(&schema),
+        quote_ident(&name)
+    );
+    Ok(client
+        .query_one(&sql, &[])
+        .await
+        .map_err(WalError::pg("counting the outbox table's rows"))?
+        .get(0))
+}
+
+/// The slot exists (created when allowed), is a pgoutput slot of this database. True when it was created now.
+pub(crate) async fn ensure_slot(client: &Client, config: &SourceConfig) -> Result<bool, WalError> {
     let slot = &config.slot;
+    let mut created = false;
     let row = match slot_row(client, slot).await? {
         Some(row) => row,
         None if config.create_slot => {
             create_slot(client, slot).await?;
+            created = true;
             slot_row(client, slot)
                 .await?
                 .ok_or_else(|| WalError::Config(format!("slot {slot} vanished")))?
@@ -260,7 +277,7 @@ pub(crate) async fn ensure_slot(client: &Client, config: &SourceConfig) -> Resul
             row.database.unwrap_or_default()
         )));
     }
-    Ok(())
+    Ok(created)
 }
 
 /// Waits until no other process holds the slot (or fails at once with `on_slot_busy = "exit"`), then returns

@@ -50,6 +50,36 @@ impl Source {
             .map(|_| ())
     }
 
+    /// Checks the server and the table, and creates the publication and the slot when configured, without
+    /// taking the slot: the pipeline calls this first, before anything slower (its Kafka producer's
+    /// `init_transactions`), so that rows committed while it starts are in the slot's stream. When the slot
+    /// is created now, says how many rows the table already holds: they predate the slot and are not in its
+    /// stream (logged as a warning; they are not relayed).
+    pub async fn prepare(config: &SourceConfig) -> Result<SlotPrepared, WalError> {
+        config.validate()?;
+        install_crypto_provider();
+        let client = PgTarget::new(config)?.connect().await?;
+        setup::check_server(&client).await?;
+        if config.mode == OutboxMode::Table {
+            setup::check_table(&client, config).await?;
+        }
+        setup::ensure_publication(&client, config).await?;
+        let created = setup::ensure_slot(&client, config).await?;
+        let rows_before = match (created, &config.mode) {
+            (true, OutboxMode::Table) => Some(setup::count_rows(&client, config).await?),
+            _ => None,
+        };
+        if let Some(n) = rows_before.filter(|&n| n > 0) {
+            tracing::warn!(
+                slot = %config.slot,
+                table = %config.table,
+                rows = n,
+                "replication slot created: the rows already in the outbox table predate it and are not relayed"
+            );
+        }
+        Ok(SlotPrepared { created, rows_before })
+    }
+
     /// Checks the server, creates the publication and slot when configured, waits for the slot to be free
     /// (or fails, per `on_slot_busy`), and starts streaming. `skip_through` is the sink's checkpoint: every
     /// transaction ending at or below it is not emitted again.
@@ -174,6 +204,15 @@ pub(crate) struct Shared {
     pub(crate) wake: Notify,
     pub(crate) counters: Arc<Counters>,
     pub(crate) metrics: Arc<ReplicationMetrics>,
+}
+
+/// What [`Source::prepare`] found or did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotPrepared {
+    /// The slot did not exist and was created now.
+    pub created: bool,
+    /// When it was created now (table mode): the rows the outbox table held then, which predate the slot.
+    pub rows_before: Option<i64>,
 }
 
 /// Controls a running source.

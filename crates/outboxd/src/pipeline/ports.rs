@@ -100,6 +100,9 @@ impl Endpoints for LiveEndpoints<'_> {
         if self.config.source.on_slot_busy == SlotBusy::Exit {
             Source::wait_for_free_slot(&self.config.source).await?;
         }
+        // The slot is created (not taken) before anything slower, so that on a first start the rows committed
+        // during init_transactions are in its stream rather than silently before it.
+        Source::prepare(&self.config.source_config()).await?;
         Ok(Sink::start(self.config.kafka.clone(), identity, Arc::clone(self.stats)).await?)
     }
 

@@ -310,9 +310,19 @@ pub(crate) async fn replication_slot(ctx: &CheckCtx<'_>, slot: SlotState) -> Res
     let s = &config.slot;
     let Some(row) = slot.0? else {
         return Ok(if config.create_slot {
-            let detail = format!(
+            let mut detail = format!(
                 "{s} does not exist yet; outboxd will create it at start (or run `outboxd slot create`)"
             );
+            if config.mode == crate::OutboxMode::Table {
+                let (schema, table) = ctx.table();
+                if let Ok(n) = crate::setup::count_rows(ctx.client, config).await {
+                    if n > 0 {
+                        detail.push_str(&format!(
+                            "; the {n} row(s) already in {schema}.{table} predate it and will not be relayed"
+                        ));
+                    }
+                }
+            }
             Check::ok(Check::REPLICATION_SLOT, detail)
         } else {
             Check::fail(
