@@ -72,28 +72,15 @@ async fn insert(env: &Env, aggregate_id: &str, event_type: &str, payload: &str) 
 async fn the_articles_table_works_unchanged_routed_by_the_event_types_first_part() {
     let mut env = article_env().await;
     env.config.kafka.routing.event_name_rule = Some(EventNameRule::DomainEntityAction);
-    insert(
-        &env,
-        "order-1",
-        "Order.PaymentProcessed",
-        r#"{"orderId":"order-1","amount":5}"#,
-    )
-    .await;
-    insert(
-        &env,
-        "order-2",
-        "Order.PaymentProcessed",
-        r#"{"orderId":"order-2","amount":7}"#,
-    )
-    .await;
-    // One part only: breaks Domain.Entity.Action, dead-lettered with its reason.
-    insert(
-        &env,
-        "order-3",
-        "PaymentProcessed",
-        r#"{"orderId":"order-3","amount":9}"#,
-    )
-    .await;
+    // The third has one part only: it breaks Domain.Entity.Action and is dead-lettered with its reason.
+    for (aggregate, event_type, amount) in [
+        ("order-1", "Order.PaymentProcessed", 5),
+        ("order-2", "Order.PaymentProcessed", 7),
+        ("order-3", "PaymentProcessed", 9),
+    ] {
+        let payload = format!(r#"{{"orderId":"{aggregate}","amount":{amount}}}"#);
+        insert(&env, aggregate, event_type, &payload).await;
+    }
 
     let running = env.spawn(FaultPlan::none());
     let topic = env.topic("Order");
