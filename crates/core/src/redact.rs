@@ -65,6 +65,14 @@ fn redact_query(query: &str) -> String {
 
 /// A libpq conninfo (`host=db password='a b' user=u`): secret-named values masked, quotes and escapes
 /// followed as libpq does (`'...'` with `\'` and `\\`).
+/// Copies the whitespace at the cursor.
+fn copy_spaces(chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>, out: &mut String) {
+    while let Some(&(_, c)) = chars.peek().filter(|(_, c)| c.is_whitespace()) {
+        out.push(c);
+        chars.next();
+    }
+}
+
 fn redact_conninfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.char_indices().peekable();
@@ -86,27 +94,13 @@ fn redact_conninfo(text: &str) -> String {
         let key = &text[start..key_end];
         out.push_str(key);
         // Optional spaces, `=`, optional spaces, then the value.
-        while let Some(&(_, c)) = chars.peek() {
-            if c.is_whitespace() {
-                out.push(c);
-                chars.next();
-            } else {
-                break;
-            }
-        }
+        copy_spaces(&mut chars, &mut out);
         if chars.peek().map(|&(_, c)| c) != Some('=') {
             continue;
         }
         out.push('=');
         chars.next();
-        while let Some(&(_, c)) = chars.peek() {
-            if c.is_whitespace() {
-                out.push(c);
-                chars.next();
-            } else {
-                break;
-            }
-        }
+        copy_spaces(&mut chars, &mut out);
         let secret = is_secret_key(key);
         let mut value = String::new();
         if chars.peek().map(|&(_, c)| c) == Some('\'') {

@@ -33,27 +33,8 @@ async fn article_env() -> Env {
         ),
     )
     .unwrap();
-    let config = &mut env.config;
-    config.source.table = "public.outbox_events".into();
-    config.source.publication = format!("{}_article", config.source.publication);
-    config.source.slot = format!("{}_article", config.source.slot);
-    config.kafka.routing.topic_template = format!("{}.{{event_type.0}}", env.prefix);
-    let (slot, publication) = (&config.source.slot, &config.source.publication);
-    env.db
-        .client
-        .batch_execute(&format!(
-            "CREATE PUBLICATION {publication} FOR TABLE public.outbox_events WITH (publish = 'insert')"
-        ))
-        .await
-        .unwrap();
-    env.db
-        .client
-        .execute(
-            "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
-            &[slot],
-        )
-        .await
-        .unwrap();
+    env.use_table("public.outbox_events").await;
+    env.config.kafka.routing.topic_template = format!("{}.{{event_type.0}}", env.prefix);
     env
 }
 

@@ -174,31 +174,16 @@ async fn poison_rows_go_to_the_dlq_with_their_reason_and_block_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nul_bytes_and_invalid_utf8_in_a_bytea_payload_go_to_the_dlq() {
     let mut env = Env::new().await;
-    let (slot, publication) = (
-        outboxd_testkit::unique_name("slot_bin"),
-        outboxd_testkit::unique_name("pub_bin"),
-    );
     env.db
         .client
-        .batch_execute(&format!(
+        .batch_execute(
             "CREATE TABLE public.outbox_bin (id text PRIMARY KEY, aggregate_type text, aggregate_id text, \
              event_type text, payload bytea, headers jsonb, traceparent text, tracestate text, \
-             created_at timestamptz NOT NULL DEFAULT now());
-             CREATE PUBLICATION {publication} FOR TABLE public.outbox_bin WITH (publish = 'insert');"
-        ))
-        .await
-        .unwrap();
-    env.db
-        .client
-        .execute(
-            "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
-            &[&slot],
+             created_at timestamptz NOT NULL DEFAULT now());",
         )
         .await
         .unwrap();
-    env.config.source.table = "public.outbox_bin".into();
-    env.config.source.slot = slot;
-    env.config.source.publication = publication;
+    env.use_table("public.outbox_bin").await;
 
     let mut good = Vec::new();
     let mut poison = BTreeMap::new();

@@ -56,6 +56,11 @@ impl Source {
     /// is created now, says how many rows the table already holds: they predate the slot and are not in its
     /// stream (logged as a warning; they are not relayed).
     pub async fn prepare(config: &SourceConfig) -> Result<SlotPrepared, WalError> {
+        Ok(Self::set_up(config).await?.1)
+    }
+
+    /// What [`Source::prepare`] and [`Source::start`] both do first; returns the session for `start`.
+    async fn set_up(config: &SourceConfig) -> Result<(tokio_postgres::Client, SlotPrepared), WalError> {
         config.validate()?;
         install_crypto_provider();
         let client = PgTarget::new(config)?.connect().await?;
@@ -77,7 +82,7 @@ impl Source {
                 "replication slot created: the rows already in the outbox table predate it and are not relayed"
             );
         }
-        Ok(SlotPrepared { created, rows_before })
+        Ok((client, SlotPrepared { created, rows_before }))
     }
 
     /// Checks the server, creates the publication and slot when configured, waits for the slot to be free
@@ -87,15 +92,7 @@ impl Source {
         config: SourceConfig,
         skip_through: Lsn,
     ) -> Result<(SourceHandle, mpsc::Receiver<TxEvent>), WalError> {
-        config.validate()?;
-        install_crypto_provider();
-        let client = PgTarget::new(&config)?.connect().await?;
-        setup::check_server(&client).await?;
-        if config.mode == OutboxMode::Table {
-            setup::check_table(&client, &config).await?;
-        }
-        setup::ensure_publication(&client, &config).await?;
-        setup::ensure_slot(&client, &config).await?;
+        let (client, _) = Self::set_up(&config).await?;
         let deadline = config
             .slot_busy_timeout_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms));

@@ -75,6 +75,24 @@ pub struct Env {
     pub config: PipelineConfig,
 }
 
+/// Creates the publication of `source.table` (inserts only) and the slot of `source`.
+async fn publish(db: &TestDb, source: &outboxd_wal::SourceConfig) {
+    let (table, publication) = (&source.table, &source.publication);
+    db.client
+        .batch_execute(&format!(
+            "CREATE PUBLICATION {publication} FOR TABLE {table} WITH (publish = 'insert')"
+        ))
+        .await
+        .unwrap();
+    db.client
+        .execute(
+            "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&source.slot],
+        )
+        .await
+        .unwrap();
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.schema_dir);
@@ -133,20 +151,7 @@ impl Env {
         config.restart.max_backoff_ms = 1_000;
         config.restart.max_restarts = Some(20);
         // Publication and slot exist before any row is inserted, so that every row is streamed.
-        let (slot, publication) = (&config.source.slot, &config.source.publication);
-        db.client
-            .batch_execute(&format!(
-                "CREATE PUBLICATION {publication} FOR TABLE public.outbox WITH (publish = 'insert')"
-            ))
-            .await
-            .unwrap();
-        db.client
-            .execute(
-                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
-                &[slot],
-            )
-            .await
-            .unwrap();
+        publish(&db, &config.source).await;
         Env {
             services,
             db,
@@ -155,6 +160,16 @@ impl Env {
             prefix,
             config,
         }
+    }
+
+    /// Switches the pipeline to another outbox table (already created): a publication and a slot of its own,
+    /// created now, before any row is inserted.
+    pub async fn use_table(&mut self, table: &str) {
+        let source = &mut self.config.source;
+        source.table = table.into();
+        source.publication = unique_name("pub");
+        source.slot = unique_name("slot");
+        publish(&self.db, source).await;
     }
 
     /// The topic of an aggregate type.
