@@ -22,6 +22,10 @@ pub struct ConsumerConfig {
     /// The consumer's own dead-letter topic: events that cannot be decoded, or whose handler kept failing,
     /// go here with `consumer_dlq_*` headers, the original key, value and headers.
     pub dlq_topic: String,
+    /// Create the dead-letter topic at start when it does not exist.
+    pub create_dlq_topic: bool,
+    /// Partitions of the dead-letter topic when it is created.
+    pub dlq_partitions: i32,
     /// How many events may be handled at once, over all partitions (each partition is handled in order, one
     /// event at a time). Also the size of the Postgres connection pool.
     pub max_in_flight: usize,
@@ -100,6 +104,8 @@ impl Default for ConsumerConfig {
             registry_url: "http://127.0.0.1:8081".into(),
             registry_timeout_ms: 10_000,
             dlq_topic: String::new(),
+            create_dlq_topic: true,
+            dlq_partitions: 1,
             max_in_flight: 16,
             partition_buffer: 256,
             commit_interval_ms: 1_000,
@@ -168,6 +174,9 @@ impl ConsumerConfig {
                 "dlq_topic {} is also in topics: give the dead letters a topic of their own",
                 self.dlq_topic
             ));
+        }
+        if self.dlq_partitions < 1 {
+            return Err("dlq_partitions must be at least 1".into());
         }
         if self.max_in_flight == 0 || self.partition_buffer == 0 {
             return Err("max_in_flight and partition_buffer must be at least 1".into());

@@ -3,9 +3,12 @@
 //! partition moves on. The offset is stored only after the broker acknowledged the dead letter.
 
 use crate::event::Fetched;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -90,6 +93,40 @@ impl DeadLetters {
             topic: topic.to_string(),
             group: group.to_string(),
         })
+    }
+
+    /// Creates the dead-letter topic unless it exists (the broker's default replication factor).
+    pub async fn ensure_topic(
+        bootstrap: &str,
+        topic: &str,
+        partitions: i32,
+        extra: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        let mut c = ClientConfig::new();
+        for (k, v) in extra {
+            c.set(k, v);
+        }
+        let admin: AdminClient<DefaultClientContext> = c
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .map_err(|e| format!("admin client: {e}"))?;
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .create_topics([&new], &opts)
+            .await
+            .map_err(|e| format!("CreateTopics {topic}: {e}"))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => {
+                    return Err(format!(
+                        "CreateTopics {t}: {code}. Create the topic yourself and set create_dlq_topic = false"
+                    ))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes one dead letter and waits for the broker's acknowledgement.

@@ -22,6 +22,9 @@ pub enum ConsumerError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The dead-letter topic could not be created. Retriable (the broker may be away).
+    #[error("consumer dead-letter topic: {0}")]
+    DeadLetterTopic(String),
     /// Postgres did not answer at start (connect, creating the inbox table). Retriable.
     #[error(
         "Postgres inbox: {what}: {source}. Is the database reachable, and may this user create the table?"
@@ -52,7 +55,9 @@ impl ConsumerError {
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
-            ConsumerError::PostgresUnavailable { .. } | ConsumerError::RedisUnavailable { .. }
+            ConsumerError::PostgresUnavailable { .. }
+                | ConsumerError::RedisUnavailable { .. }
+                | ConsumerError::DeadLetterTopic(_)
         )
     }
 }

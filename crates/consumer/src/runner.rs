@@ -128,6 +128,16 @@ pub async fn run_with_stats<H: Handler>(
         what: "dead-letter producer".into(),
         source,
     })?;
+    if config.create_dlq_topic {
+        DeadLetters::ensure_topic(
+            &config.bootstrap_servers,
+            &config.dlq_topic,
+            config.dlq_partitions,
+            &config.librdkafka,
+        )
+        .await
+        .map_err(ConsumerError::DeadLetterTopic)?;
+    }
     let ctx = GroupContext {
         workers: Mutex::new(HashMap::new()),
     };
