@@ -192,3 +192,64 @@ impl ConsumerConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> ConsumerConfig {
+        ConsumerConfig {
+            group_id: "g".into(),
+            topics: vec!["outbox.event.order".into()],
+            dlq_topic: "g.dlq".into(),
+            ..ConsumerConfig::default()
+        }
+    }
+
+    #[test]
+    fn validation_names_the_fix() {
+        assert_eq!(valid().validate(), Ok(()));
+        let err = |c: ConsumerConfig| c.validate().unwrap_err();
+        assert!(err(ConsumerConfig {
+            group_id: " ".into(),
+            ..valid()
+        })
+        .contains("group_id = "));
+        assert!(err(ConsumerConfig {
+            topics: vec![],
+            ..valid()
+        })
+        .contains("topics"));
+        assert!(err(ConsumerConfig {
+            dlq_topic: "outbox.event.order".into(),
+            ..valid()
+        })
+        .contains("own"));
+        let mut c = valid();
+        c.librdkafka
+            .insert("isolation.level".into(), "read_uncommitted".into());
+        assert!(err(c).contains("remove it"));
+        let mut c = valid();
+        c.retry.max_attempts = 0;
+        assert!(err(c).contains("max_attempts"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_and_defaults_fill_the_rest() {
+        let c: ConsumerConfig = toml::from_str(
+            "group_id = \"g\"\ntopics = [\"t\"]\ndlq_topic = \"d\"\n[store]\nkind = \"redis\"\nurl = \"redis://h/\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.store,
+            StoreConfig::Redis {
+                url: "redis://h/".into(),
+                ttl_secs: 86_400
+            }
+        );
+        assert_eq!(c.retry, RetryConfig::default());
+        assert!(toml::from_str::<ConsumerConfig>("group_idd = \"g\"").is_err());
+        assert!(toml::from_str::<ConsumerConfig>("[retry]\nmax_attempt = 3").is_err());
+        assert!(toml::from_str::<ConsumerConfig>("[store]\nkind = \"redis\"\nurl = \"u\"\nttl = 3").is_err());
+    }
+}

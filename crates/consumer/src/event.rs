@@ -143,3 +143,44 @@ impl Fetched {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(traceparent: Option<&str>) -> EventMeta {
+        let record = Fetched {
+            topic: "t".into(),
+            partition: 1,
+            offset: 7,
+            key: Some(b"agg-1".to_vec()),
+            value: None,
+            headers: vec![
+                (HEADER_ID.into(), b"e-1".to_vec()),
+                (HEADER_EVENT_TYPE.into(), b"OrderCreated".to_vec()),
+                (HEADER_SCHEMA_VERSION.into(), b"3".to_vec()),
+                ("tenant".into(), b"acme".to_vec()),
+            ]
+            .into_iter()
+            .chain(traceparent.map(|t| (HEADER_TRACEPARENT.to_string(), t.as_bytes().to_vec())))
+            .collect(),
+        };
+        assert_eq!(record.event_id(), Some("e-1"));
+        record.meta("e-1", 42)
+    }
+
+    #[test]
+    fn metadata_comes_from_outboxd_headers_and_the_key() {
+        let m = meta(Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        assert_eq!(m.aggregate_id.as_deref(), Some("agg-1"));
+        assert_eq!(m.event_type.as_deref(), Some("OrderCreated"));
+        assert_eq!((m.schema_id, m.schema_version), (42, Some(3)));
+        assert_eq!(m.header("tenant"), Some("acme"));
+        assert_eq!(
+            m.trace_ids(),
+            Some(("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"))
+        );
+        assert_eq!(meta(None).trace_ids(), None);
+        assert_eq!(meta(Some("garbage")).trace_ids(), None);
+    }
+}
