@@ -184,7 +184,7 @@ fn duplicate<H: Handler, C: rdkafka::consumer::ConsumerContext + 'static>(
     shared.stats.add_duplicate();
     metrics::counter!(m::DUPLICATES, "store" => shared.store.kind()).increment(1);
     metrics::counter!(m::EVENTS, "outcome" => "duplicate", "topic" => record.topic.clone()).increment(1);
-    tracing::info!(
+    tracing::debug!(
         topic = %record.topic, partition = record.partition, offset = record.offset,
         "duplicate skipped: the event id is already in the store"
     );

@@ -117,7 +117,7 @@ pub async fn run_with_stats<H: Handler>(
     config.validate().map_err(ConsumerError::Config)?;
     let decoder =
         Decoder::new(&config.registry_url, config.registry_timeout_ms).map_err(ConsumerError::Registry)?;
-    let store = Store::open(&config.store, &config.group_id, config.max_in_flight).await?;
+    let store = Store::open(&config.store, &config.group_id).await?;
     let dlq = DeadLetters::new(
         &config.bootstrap_servers,
         &config.dlq_topic,

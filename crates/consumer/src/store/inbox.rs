@@ -45,7 +45,7 @@ fn store_error(what: &str, e: &tokio_postgres::Error) -> AttemptError {
 
 impl Inbox {
     /// Connects once and creates the table when absent.
-    pub async fn open(url: &str, table: &str, group: &str, _pool: usize) -> Result<Inbox, ConsumerError> {
+    pub async fn open(url: &str, table: &str, group: &str) -> Result<Inbox, ConsumerError> {
         if !valid_table(table) {
             return Err(ConsumerError::Config(format!(
                 "store.table {table:?} is not a table name: use schema.table of [A-Za-z0-9_], e.g. public.outboxd_inbox"

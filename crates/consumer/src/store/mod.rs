@@ -38,10 +38,10 @@ pub(crate) enum Store {
 }
 
 impl Store {
-    pub async fn open(config: &StoreConfig, group: &str, pool: usize) -> Result<Store, ConsumerError> {
+    pub async fn open(config: &StoreConfig, group: &str) -> Result<Store, ConsumerError> {
         match config {
             StoreConfig::PostgresInbox { pg_url, table } => {
-                Ok(Store::Inbox(Inbox::open(pg_url, table, group, pool).await?))
+                Ok(Store::Inbox(Inbox::open(pg_url, table, group).await?))
             }
             StoreConfig::Redis { url, ttl_secs } => {
                 Ok(Store::Redis(RedisStore::open(url, group, *ttl_secs).await?))

@@ -79,7 +79,10 @@ impl ChildConsumer {
         ])
         .env(CONFIG_VAR, serde_json::to_string(config).unwrap())
         .env(INSTANCE_VAR, instance)
-        .env("RUST_LOG", "warn,outboxd_consumer=info")
+        .env(
+            "RUST_LOG",
+            "warn,outboxd_consumer=info,outboxd_consumer::partition=debug",
+        )
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
