@@ -12,7 +12,9 @@
 
 mod event;
 mod lsn;
+mod origin;
 pub mod redact;
 
 pub use event::{Commit, OutboxEvent, TxBegin, TxEvent};
-pub use lsn::{Lsn, LsnParseError, LsnTracker};
+pub use lsn::{text as lsn_text, Lsn, LsnParseError, LsnTracker};
+pub use origin::{format_runs, BackfillProgress, PgSnapshot, SlotOrigin, SnapshotParseError};

@@ -116,6 +116,23 @@ impl LsnTracker {
     }
 }
 
+/// Serde as Postgres prints an LSN (`16/B374D848`), for `#[serde(with = "outboxd_core::lsn_text")]`.
+pub mod text {
+    use super::Lsn;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the LSN as text.
+    pub fn serialize<S: Serializer>(lsn: &Lsn, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(lsn)
+    }
+
+    /// Reads an LSN from text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Lsn, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

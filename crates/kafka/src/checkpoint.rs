@@ -9,7 +9,7 @@
 use crate::producer::QuietContext;
 use crate::stable_end;
 use crate::SinkError;
-use outboxd_core::Lsn;
+use outboxd_core::{BackfillProgress, Lsn, SlotOrigin};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -25,10 +25,10 @@ pub struct Checkpoint {
     /// The pipeline it belongs to (also the record key).
     pub pipeline_id: String,
     /// Commit LSN of the last Postgres transaction in the Kafka transaction.
-    #[serde(with = "lsn_text")]
+    #[serde(with = "outboxd_core::lsn_text")]
     pub commit_lsn: Lsn,
     /// End LSN of that transaction: everything at or below it is in Kafka. This is `C`.
-    #[serde(with = "lsn_text")]
+    #[serde(with = "outboxd_core::lsn_text")]
     pub end_lsn: Lsn,
     /// Records (events and dead letters) in that Kafka transaction.
     pub events: u64,
@@ -36,20 +36,12 @@ pub struct Checkpoint {
     pub txns: u64,
     /// When it was written (RFC 3339, UTC).
     pub time: String,
-}
-
-mod lsn_text {
-    use outboxd_core::Lsn;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(lsn: &Lsn, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(lsn)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Lsn, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
+    /// Where the slot's stream begins, when outboxd created the slot (carried in every checkpoint since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<SlotOrigin>,
+    /// How far the backfill of the rows that predate the slot has come, when one was configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<BackfillProgress>,
 }
 
 impl Checkpoint {
@@ -188,11 +180,32 @@ mod tests {
             events: 12,
             txns: 3,
             time: "2024-05-01T12:34:56.123456Z".into(),
+            origin: None,
+            backfill: None,
         };
         let json = String::from_utf8(c.to_json()).unwrap();
         assert!(json.contains(r#""end_lsn":"16/B374D848""#), "{json}");
         assert!(json.contains(r#""pipeline_id":"orders""#), "{json}");
-        assert_eq!(Checkpoint::from_json(json.as_bytes()), Ok(c));
+        assert!(!json.contains("origin") && !json.contains("backfill"), "{json}");
+        assert_eq!(Checkpoint::from_json(json.as_bytes()), Ok(c.clone()));
+
+        let with_origin = Checkpoint {
+            origin: Some(SlotOrigin {
+                snapshot: "740:745:740,742".into(),
+                lsn: Lsn(0x16_B374_D700),
+                time: "2024-05-01T12:00:00Z".into(),
+                rows: 150_000,
+            }),
+            backfill: Some(BackfillProgress {
+                after: Some(vec!["2024-05-01 11:59:59+00".into(), "8f1c".into()]),
+                rows: 5000,
+                done: false,
+            }),
+            ..c
+        };
+        let json = String::from_utf8(with_origin.to_json()).unwrap();
+        assert!(json.contains(r#""lsn":"16/B374D700""#), "{json}");
+        assert_eq!(Checkpoint::from_json(json.as_bytes()), Ok(with_origin));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::headers::{self, HeaderList};
 use crate::producer::{base_client_config, OutRecord, Sent, TxnProducer};
 use crate::topics::{TopicKind, TopicState, Topics};
 use crate::{DlqReason, ReadyRecord, SinkConfig, SinkError, SinkStats, Written};
-use outboxd_core::{Commit, Lsn, TxBegin};
+use outboxd_core::{BackfillProgress, Commit, Lsn, SlotOrigin, TxBegin};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -40,6 +40,9 @@ pub struct Sink {
     topics: Topics,
     stats: Arc<SinkStats>,
     checkpoint: Option<Checkpoint>,
+    /// What the next checkpoint carries besides the LSNs (from the last one, updated by the pipeline).
+    origin: Option<SlotOrigin>,
+    backfill: Option<BackfillProgress>,
     batch: Batch,
     kafka_txn_open: bool,
 }
@@ -110,6 +113,8 @@ impl Sink {
             producer,
             topics,
             stats,
+            origin: checkpoint.as_ref().and_then(|c| c.origin.clone()),
+            backfill: checkpoint.as_ref().and_then(|c| c.backfill.clone()),
             checkpoint,
             batch: Batch::default(),
             kafka_txn_open: false,
@@ -119,6 +124,27 @@ impl Sink {
     /// The latest committed checkpoint (read at start, then each one written since).
     pub fn checkpoint(&self) -> Option<&Checkpoint> {
         self.checkpoint.as_ref()
+    }
+
+    /// The slot's origin: as the next checkpoint will carry it (set by [`Sink::set_origin`] or read).
+    pub fn origin(&self) -> Option<&SlotOrigin> {
+        self.origin.as_ref()
+    }
+
+    /// The backfill's progress, as the next checkpoint will carry it.
+    pub fn backfill(&self) -> Option<&BackfillProgress> {
+        self.backfill.as_ref()
+    }
+
+    /// Records the slot's origin in every checkpoint from the next commit on.
+    pub fn set_origin(&mut self, origin: SlotOrigin) {
+        self.origin = Some(origin);
+    }
+
+    /// Records the backfill's progress in the next commit: call it with the rows of the open transaction
+    /// counted, so that the progress commits with them (or aborts with them).
+    pub fn set_backfill(&mut self, progress: BackfillProgress) {
+        self.backfill = Some(progress);
     }
 
     /// `C`: every Postgres transaction whose end LSN is at or below it is already in Kafka and must be skipped.
@@ -217,6 +243,8 @@ impl Sink {
             events: closed.counts.events + closed.counts.dead_letters.values().sum::<u64>(),
             txns: closed.counts.pg_txns,
             time: headers::rfc3339_micros(now_micros()),
+            origin: self.origin.clone(),
+            backfill: self.backfill.clone(),
         };
         let value = checkpoint.to_json();
         let headers = HeaderList::new();
@@ -274,6 +302,13 @@ impl Sink {
     /// Forgets the open batch; true when a Kafka transaction was open (and is now counted as aborted).
     fn mark_aborted(&mut self) -> bool {
         self.batch.reset();
+        // What the aborted transaction would have recorded goes with it.
+        self.origin = self
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.origin.clone())
+            .or(self.origin.take());
+        self.backfill = self.checkpoint.as_ref().and_then(|c| c.backfill.clone());
         if !self.kafka_txn_open {
             return false;
         }

@@ -30,6 +30,16 @@ pub const EVENTS_IGNORED: &str = "outboxd_events_ignored_total";
 pub const SLOT_ACTIVE: &str = "outboxd_slot_active";
 /// Restarts of the pipeline from its checkpoint, by `reason`.
 pub const PIPELINE_RESTARTS: &str = "outboxd_pipeline_restarts_total";
+/// Rows the outbox table held when outboxd created the slot (they predate its stream).
+pub const ROWS_BEFORE_SLOT: &str = "outboxd_rows_before_slot";
+/// Rows the backfill relayed (to their topic or the dead-letter topic) in this process.
+pub const BACKFILL_ROWS: &str = "outboxd_backfill_rows_total";
+/// Rows the backfill relayed since it started, across restarts (from the checkpoint).
+pub const BACKFILL_PROGRESS: &str = "outboxd_backfill_relayed_rows";
+/// 1 once the backfill is complete, 0 while it runs (absent without a backfill).
+pub const BACKFILL_DONE: &str = "outboxd_backfill_complete";
+/// Outbox rows deleted by retention.
+pub const RETENTION_DELETED: &str = "outboxd_retention_deleted_rows_total";
 
 /// Bucket bounds (seconds) shared by the latency histograms: 1 ms to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -82,4 +92,12 @@ fn describe() {
         PIPELINE_RESTARTS,
         "Pipeline restarts from the checkpoint, by reason"
     );
+    describe_gauge!(
+        ROWS_BEFORE_SLOT,
+        "Rows in the outbox table when the slot was created"
+    );
+    describe_counter!(BACKFILL_ROWS, "Rows relayed by the backfill in this process");
+    describe_gauge!(BACKFILL_PROGRESS, "Rows relayed by the backfill since it started");
+    describe_gauge!(BACKFILL_DONE, "1 once the backfill is complete");
+    describe_counter!(RETENTION_DELETED, "Outbox rows deleted by retention");
 }

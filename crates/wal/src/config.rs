@@ -1,8 +1,10 @@
 //! The WAL source's configuration (the `[source]` table of outboxd's config file). Defaults live in one
 //! place: [`SourceConfig::default`].
 
+use crate::backfill::BackfillConfig;
 use crate::conninfo::split_tls_params;
 use crate::mapping::ColumnMapping;
+use crate::retention::RetentionConfig;
 use crate::tls::TlsSettings;
 use crate::WalError;
 use serde::{Deserialize, Serialize};
@@ -53,6 +55,10 @@ pub struct SourceConfig {
     pub shutdown_timeout_ms: u64,
     /// `application_name` of the replication session (shown in `pg_stat_replication`).
     pub application_name: String,
+    /// Relaying the rows that predate the slot (table mode).
+    pub backfill: BackfillConfig,
+    /// Deleting relayed rows older than an age (table mode).
+    pub retention: RetentionConfig,
 }
 
 impl Default for SourceConfig {
@@ -75,6 +81,8 @@ impl Default for SourceConfig {
             status_interval_ms: 1000,
             shutdown_timeout_ms: 15_000,
             application_name: "outboxd".into(),
+            backfill: BackfillConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -99,6 +107,8 @@ impl std::fmt::Debug for SourceConfig {
             .field("status_interval_ms", &self.status_interval_ms)
             .field("shutdown_timeout_ms", &self.shutdown_timeout_ms)
             .field("application_name", &self.application_name)
+            .field("backfill", &self.backfill)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -192,6 +202,17 @@ impl SourceConfig {
             if prefix.is_empty() {
                 return Err(WalError::Config("mode.prefix must not be empty".into()));
             }
+        }
+        if self.backfill.enabled && self.mode != OutboxMode::Table {
+            return Err(WalError::Config(
+                "backfill.enabled needs mode = table: logical messages are not kept anywhere to read back"
+                    .into(),
+            ));
+        }
+        if self.retention.max_age_s.is_some() && self.mode != OutboxMode::Table {
+            return Err(WalError::Config(
+                "retention.max_age_s needs mode = table: logical messages leave no rows to delete".into(),
+            ));
         }
         self.columns.check_names()
     }

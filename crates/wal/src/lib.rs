@@ -31,6 +31,7 @@
 
 pub mod admin;
 mod assembler;
+mod backfill;
 mod config;
 mod connect;
 mod conninfo;
@@ -40,15 +41,18 @@ pub mod message;
 pub mod pgoutput;
 mod progress;
 mod reader;
+mod retention;
 mod setup;
 mod source;
 mod tls;
 
 pub use assembler::{Assembler, AssemblerConfig, Input};
+pub use backfill::{BackfillChunk, BackfillConfig, BackfillReader};
 pub use config::{OutboxMode, SlotBusy, SourceConfig};
 pub use error::{ConnectFailure, WalError};
 pub use mapping::{ColumnMapping, Field, Preset, ResolvedMapping};
 pub use progress::{Positions, Progress, Stats};
+pub use retention::{Retention, RetentionBasis, RetentionConfig};
 pub use setup::slot_confirmed_flush_lsn;
 pub use source::{install_crypto_provider, SlotPrepared, Source, SourceHandle};
 pub use tls::{SslMode, TlsSettings};

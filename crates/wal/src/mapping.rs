@@ -190,6 +190,11 @@ impl ColumnMapping {
         })
     }
 
+    /// The column that fills `field`, when the mapping has one (it may still be absent from the table).
+    pub fn column_of(&self, field: Field) -> Option<String> {
+        self.source(field).map(|s| s.column)
+    }
+
     /// Checks the overrides without a database: column names must not be empty.
     pub fn check_names(&self) -> Result<(), WalError> {
         for field in Field::ALL {

@@ -3,8 +3,10 @@
 
 use crate::config::{OutboxMode, SlotBusy, SourceConfig};
 use crate::connect::PgTarget;
+use crate::error::sqlstate_of;
 use crate::WalError;
-use outboxd_core::Lsn;
+use outboxd_core::{format_runs, Lsn, PgSnapshot, SlotOrigin};
+use pgwire_replication::{PgWireError, ReplicationClient};
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
@@ -207,22 +209,130 @@ pub async fn slot_confirmed_flush_lsn(pg_url: &str, slot: &str) -> Result<Option
     }
 }
 
-/// Creates a pgoutput slot; returns its consistent point, or `None` when it exists already.
-pub(crate) async fn create_slot(client: &Client, slot: &str) -> Result<Option<Lsn>, WalError> {
-    let created = client
-        .query_one(
-            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
-            &[&slot],
-        )
+/// Creates a pgoutput slot on a replication session, exporting its snapshot, and reads the snapshot back on
+/// `client` (with the table's row count in it): the slot's [`SlotOrigin`]. `None` when the slot exists
+/// already. The exported snapshot is what makes a backfill exact: a transaction is in the slot's stream
+/// exactly when it is not visible in it.
+pub(crate) async fn create_slot(
+    client: &Client,
+    config: &SourceConfig,
+) -> Result<Option<SlotOrigin>, WalError> {
+    let slot = &config.slot;
+    let mut repl =
+        ReplicationClient::connect_gated(crate::source::replication_config(config, Lsn::ZERO)?).await?;
+    let created = repl
+        .simple_query(&format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
+            quote_ident(slot)
+        ))
         .await;
-    match created {
-        Ok(row) => {
-            tracing::info!(%slot, "created replication slot");
-            parse_lsn(row.get(0))
-        }
-        Err(e) if is_duplicate(&e) => Ok(None),
-        Err(e) => Err(WalError::pg(format!("creating replication slot {slot}"))(e)),
-    }
+    let rows = match created {
+        Ok(rows) => rows,
+        Err(PgWireError::Server(m)) if sqlstate_of(&m) == Some(DUPLICATE_OBJECT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let column = |i: usize| {
+        rows.first()
+            .and_then(|r| r.get(i).cloned().flatten())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .ok_or_else(|| {
+                WalError::Stream(format!(
+                    "CREATE_REPLICATION_SLOT {slot}: no column {i} in its answer"
+                ))
+            })
+    };
+    let lsn: Lsn = column(1)?.parse().map_err(|e| WalError::Stream(format!("{e}")))?;
+    let snapshot_name = column(2)?;
+    tracing::info!(%slot, consistent_point = %lsn, "created replication slot");
+    // The exported snapshot lives until the replication session's next command: read it now.
+    let origin = read_origin(client, config, &snapshot_name, lsn).await;
+    // Dropping a session that never started replication ends it (shutdown would wait for a stream).
+    drop(repl);
+    origin.map(Some)
+}
+
+async fn read_origin(
+    client: &Client,
+    config: &SourceConfig,
+    snapshot_name: &str,
+    lsn: Lsn,
+) -> Result<SlotOrigin, WalError> {
+    let pg = || WalError::pg("reading the new slot's snapshot");
+    let name = snapshot_name.replace('\'', "");
+    client
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{name}'"
+        ))
+        .await
+        .map_err(pg())?;
+    let result = origin_in_snapshot(client, config, lsn).await;
+    let _ = client.batch_execute("COMMIT").await;
+    result
+}
+
+/// Inside the exported snapshot: the snapshot itself, the clock, the table's rows and the `xmin`s it sees
+/// between the snapshot's bounds (see [`SlotOrigin::committed`]).
+async fn origin_in_snapshot(
+    client: &Client,
+    config: &SourceConfig,
+    lsn: Lsn,
+) -> Result<SlotOrigin, WalError> {
+    let pg = || WalError::pg("reading the new slot's snapshot");
+    let row = client
+        .query_one(
+            "SELECT pg_current_snapshot()::text, \
+             to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+            &[],
+        )
+        .await
+        .map_err(pg())?;
+    let (snapshot_text, time): (String, String) = (row.get(0), row.get(1));
+    let snapshot: PgSnapshot = snapshot_text
+        .parse()
+        .map_err(|e| WalError::Stream(format!("{e}")))?;
+    let mut origin = SlotOrigin {
+        snapshot: snapshot_text,
+        committed: String::new(),
+        lsn,
+        time,
+        rows: 0,
+    };
+    let OutboxMode::Table = config.mode else {
+        return Ok(origin);
+    };
+    let (schema, table) = config.table_name()?;
+    let (xmin, xmax) = snapshot.bounds();
+    let in_range = if xmin == xmax {
+        "false".to_string()
+    } else {
+        let (lo, hi) = (xmin % (1 << 32), (xmax - 1) % (1 << 32));
+        let op = if lo <= hi { "AND" } else { "OR" };
+        format!("xmin::text::bigint >= {lo} {op} xmin::text::bigint <= {hi}")
+    };
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), coalesce(array_agg(DISTINCT xmin::text) FILTER (WHERE {in_range}), '{{}}') \
+                 FROM {}.{}",
+                quote_ident(&schema),
+                quote_ident(&table)
+            ),
+            &[],
+        )
+        .await
+        .map_err(pg())?;
+    let rows: i64 = row.get(0);
+    let xids: Vec<String> = row.get(1);
+    let mut committed: Vec<u64> = xids
+        .iter()
+        .filter_map(|x| x.parse::<u32>().ok())
+        .map(|x| snapshot.widen(x))
+        .collect();
+    committed.sort_unstable();
+    committed.dedup();
+    origin.committed = format_runs(&committed);
+    origin.rows = u64::try_from(rows).unwrap_or(0);
+    Ok(origin)
 }
 
 /// Rows in the outbox table now (for the rows that predate a slot just created).
@@ -240,15 +350,18 @@ pub(crate) async fn count_rows(client: &Client, config: &SourceConfig) -> Result
         .get(0))
 }
 
-/// The slot exists (created when allowed), is a pgoutput slot of this database. True when it was created now.
-pub(crate) async fn ensure_slot(client: &Client, config: &SourceConfig) -> Result<bool, WalError> {
+/// The slot exists (created when allowed), is a pgoutput slot of this database. Its origin when it was
+/// created now.
+pub(crate) async fn ensure_slot(
+    client: &Client,
+    config: &SourceConfig,
+) -> Result<Option<SlotOrigin>, WalError> {
     let slot = &config.slot;
-    let mut created = false;
+    let mut created = None;
     let row = match slot_row(client, slot).await? {
         Some(row) => row,
         None if config.create_slot => {
-            create_slot(client, slot).await?;
-            created = true;
+            created = create_slot(client, config).await?;
             slot_row(client, slot)
                 .await?
                 .ok_or_else(|| WalError::Config(format!("slot {slot} vanished")))?

@@ -8,7 +8,7 @@ use crate::error::sqlstate_of;
 use crate::progress::{Counters, Progress};
 use crate::reader::WalReader;
 use crate::{setup, WalError};
-use outboxd_core::{Lsn, TxEvent};
+use outboxd_core::{Lsn, SlotOrigin, TxEvent};
 use pgwire_replication::{PgWireError, ReplicationClient, ReplicationConfig, ReplicationMetrics};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,8 +53,8 @@ impl Source {
     /// Checks the server and the table, and creates the publication and the slot when configured, without
     /// taking the slot: the pipeline calls this first, before anything slower (its Kafka producer's
     /// `init_transactions`), so that rows committed while it starts are in the slot's stream. When the slot
-    /// is created now, says how many rows the table already holds: they predate the slot and are not in its
-    /// stream (logged as a warning; they are not relayed).
+    /// is created now, returns its origin, with the rows the table held then: they predate the slot and are
+    /// not in its stream (the pipeline backfills them or says that it skips them).
     pub async fn prepare(config: &SourceConfig) -> Result<SlotPrepared, WalError> {
         Ok(Self::set_up(config).await?.1)
     }
@@ -69,20 +69,8 @@ impl Source {
             setup::check_table(&client, config).await?;
         }
         setup::ensure_publication(&client, config).await?;
-        let created = setup::ensure_slot(&client, config).await?;
-        let rows_before = match (created, &config.mode) {
-            (true, OutboxMode::Table) => Some(setup::count_rows(&client, config).await?),
-            _ => None,
-        };
-        if let Some(n) = rows_before.filter(|&n| n > 0) {
-            tracing::warn!(
-                slot = %config.slot,
-                table = %config.table,
-                rows = n,
-                "replication slot created: the rows already in the outbox table predate it and are not relayed"
-            );
-        }
-        Ok((client, SlotPrepared { created, rows_before }))
+        let origin = setup::ensure_slot(&client, config).await?;
+        Ok((client, SlotPrepared { origin }))
     }
 
     /// Checks the server, creates the publication and slot when configured, waits for the slot to be free
@@ -152,7 +140,7 @@ impl Source {
     }
 }
 
-fn replication_config(config: &SourceConfig, start: Lsn) -> Result<ReplicationConfig, WalError> {
+pub(crate) fn replication_config(config: &SourceConfig, start: Lsn) -> Result<ReplicationConfig, WalError> {
     use tokio_postgres::config::Host;
     let pg = config.pg_config()?;
     let host = match pg.get_hosts().first() {
@@ -204,12 +192,11 @@ pub(crate) struct Shared {
 }
 
 /// What [`Source::prepare`] found or did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotPrepared {
-    /// The slot did not exist and was created now.
-    pub created: bool,
-    /// When it was created now (table mode): the rows the outbox table held then, which predate the slot.
-    pub rows_before: Option<i64>,
+    /// When the slot did not exist and was created now: its origin (exported snapshot, consistent point, and
+    /// the rows the outbox table held then, which predate the slot).
+    pub origin: Option<SlotOrigin>,
 }
 
 /// Controls a running source.

@@ -4,10 +4,10 @@
 //! Kafka's or Postgres's: exactly-once against the real services is proven by the service-backed suites.
 
 use super::error::AttemptFailure;
-use super::ports::{Endpoints, EventSink, EventSource};
-use outboxd_core::{Commit, Lsn, OutboxEvent, TxBegin, TxEvent};
+use super::ports::{BackfillRows, Endpoints, EventSink, EventSource};
+use outboxd_core::{BackfillProgress, Commit, Lsn, OutboxEvent, SlotOrigin, TxBegin, TxEvent};
 use outboxd_kafka::{Checkpoint, Committed, DlqReason, ReadyRecord, SinkError, Written};
-use outboxd_wal::WalError;
+use outboxd_wal::{BackfillChunk, WalError};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use std::collections::BTreeSet;
@@ -41,6 +41,10 @@ pub(crate) struct CommittedTxn {
     pub records: Vec<(String, String)>,
     /// Its checkpoint's end LSN.
     pub checkpoint: Lsn,
+    /// Its checkpoint's slot origin.
+    pub origin: Option<SlotOrigin>,
+    /// Its checkpoint's backfill progress.
+    pub backfill: Option<BackfillProgress>,
 }
 
 /// What Postgres and the broker hold, across attempts.
@@ -61,6 +65,12 @@ pub(crate) struct World {
     pub commit_calls: usize,
     /// Postgres transactions per Kafka transaction.
     pub txns_per_commit: usize,
+    /// The origin of the slot, as the first start creates it (handed out until a checkpoint holds one).
+    pub created: Option<SlotOrigin>,
+    /// The rows that predate the slot: (order key, event), in key order.
+    pub before_slot: Vec<(String, OutboxEvent)>,
+    /// Rows per backfill chunk.
+    pub chunk_rows: usize,
 }
 
 /// The shared world, and a counter of its changes (for tests to wait on).
@@ -77,6 +87,7 @@ impl Memory {
             wal,
             source_skips: true,
             txns_per_commit: 1,
+            chunk_rows: 2,
             ..World::default()
         };
         Memory {
@@ -128,7 +139,7 @@ pub(crate) fn wal(txns: &[&[&str]]) -> Vec<Vec<TxEvent>> {
             }
             events.push(TxEvent::Commit(Commit {
                 xid: i as u32 + 1,
-                commit_lsn: Lsn(end.0 - 10),
+                commit_lsn: Lsn(end.0.saturating_sub(10)),
                 end_lsn: end,
                 commit_time_us: 1_714_566_896_000_000,
                 events: ids.len() as u64,
@@ -168,17 +179,30 @@ fn id_of(record: &ReadyRecord) -> String {
 impl Endpoints for Memory {
     type Sink = MemorySink;
     type Source = MemorySource;
+    type Backfill = MemoryBackfill;
 
-    async fn start_sink(&self) -> Result<MemorySink, AttemptFailure> {
+    async fn start_sink(&self) -> Result<(MemorySink, Option<SlotOrigin>), AttemptFailure> {
         self.log(Op::StartSink(tokio::time::Instant::now()));
-        let resume_after = self.world().committed.last().map_or(Lsn::ZERO, |t| t.checkpoint);
-        Ok(MemorySink {
+        let world = self.world();
+        let last = world.committed.last();
+        let sink = MemorySink {
             memory: self.clone(),
-            resume_after,
+            resume_after: last.map_or(Lsn::ZERO, |t| t.checkpoint),
+            origin: last.and_then(|t| t.origin.clone()),
+            backfill: last.and_then(|t| t.backfill.clone()),
             open: None,
             pg_open: false,
             last_end: None,
             txns: 0,
+        };
+        Ok((sink, world.created.clone()))
+    }
+
+    async fn open_backfill(&self, _origin: &SlotOrigin) -> Result<MemoryBackfill, AttemptFailure> {
+        let world = self.world();
+        Ok(MemoryBackfill {
+            rows: world.before_slot.clone(),
+            chunk: world.chunk_rows.max(1),
         })
     }
 
@@ -222,6 +246,8 @@ impl Endpoints for Memory {
 pub(crate) struct MemorySink {
     memory: Memory,
     resume_after: Lsn,
+    origin: Option<SlotOrigin>,
+    backfill: Option<BackfillProgress>,
     /// The open Kafka transaction's records, when one is open.
     open: Option<Vec<(String, String)>>,
     pg_open: bool,
@@ -292,6 +318,8 @@ impl EventSink for MemorySink {
                 world.committed.push(CommittedTxn {
                     records,
                     checkpoint: end,
+                    origin: self.origin.clone(),
+                    backfill: self.backfill.clone(),
                 });
             }
             failing
@@ -306,11 +334,13 @@ impl EventSink for MemorySink {
         self.memory.log(Op::Commit(end));
         let checkpoint = Checkpoint {
             pipeline_id: "memory".into(),
-            commit_lsn: Lsn(end.0 - 10),
+            commit_lsn: Lsn(end.0.saturating_sub(10)),
             end_lsn: end,
             events: 0,
             txns: 0,
             time: String::new(),
+            origin: self.origin.clone(),
+            backfill: self.backfill.clone(),
         };
         Ok(Some(Committed {
             checkpoint,
@@ -331,6 +361,43 @@ impl EventSink for MemorySink {
     }
     async fn abort_best_effort(&mut self, _timeout: Duration) -> Result<(), SinkError> {
         self.abort().await
+    }
+    fn origin(&self) -> Option<&SlotOrigin> {
+        self.origin.as_ref()
+    }
+    fn backfill(&self) -> Option<&BackfillProgress> {
+        self.backfill.as_ref()
+    }
+    fn set_origin(&mut self, origin: SlotOrigin) {
+        self.origin = Some(origin);
+    }
+    fn set_backfill(&mut self, progress: BackfillProgress) {
+        self.backfill = Some(progress);
+    }
+}
+
+/// The in-memory backfill reader: chunks of the world's rows that predate the slot, after a key.
+#[derive(Debug)]
+pub(crate) struct MemoryBackfill {
+    rows: Vec<(String, OutboxEvent)>,
+    chunk: usize,
+}
+
+impl BackfillRows for MemoryBackfill {
+    async fn next_chunk(&mut self, after: Option<&[String]>) -> Result<BackfillChunk, AttemptFailure> {
+        let after = after.and_then(|k| k.first()).cloned();
+        let rows: Vec<&(String, OutboxEvent)> = self
+            .rows
+            .iter()
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
+            .take(self.chunk)
+            .collect();
+        Ok(BackfillChunk {
+            events: rows.iter().map(|(_, e)| e.clone()).collect(),
+            last_key: rows.last().map(|(k, _)| vec![k.clone()]),
+            scanned: rows.len(),
+            end: rows.len() < self.chunk,
+        })
     }
 }
 

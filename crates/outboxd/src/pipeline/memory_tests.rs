@@ -3,12 +3,12 @@
 //! the backoff reset after progress), dead letters in the same transaction as the events around them.
 
 use super::fault::FaultPlan;
-use super::memory::{wal, CommittedTxn, Memory, Op};
+use super::memory::{event, wal, CommittedTxn, Memory, Op};
 use super::shutdown::Shutdown;
 use super::stream::RunContext;
 use super::{run_attempts, PipelineConfig, PipelineError, RestartConfig, Restarts, StopReason};
 use crate::http::Health;
-use outboxd_core::{Lsn, TxEvent};
+use outboxd_core::{Lsn, SlotOrigin, TxEvent};
 use outboxd_record::test_encoder::FakeEncoder;
 use outboxd_record::Stage;
 use std::future::Future;
@@ -28,14 +28,25 @@ async fn run(
         restart,
         ..PipelineConfig::default()
     };
+    run_config(memory, config, shutdown).await
+}
+
+/// [`run`] with a whole configuration.
+async fn run_config(
+    memory: &Memory,
+    config: PipelineConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(StopReason, u32), PipelineError> {
     let stage = Stage::new(&config.kafka, FakeEncoder::default()).unwrap();
     let (faults, health) = (FaultPlan::default(), Arc::new(Health::default()));
+    let basis = tokio::sync::watch::channel(None).0;
     let ctx = RunContext {
         config: &config,
         stage: &stage,
         endpoints: memory,
         faults: &faults,
         health: &health,
+        basis: &basis,
     };
     let shutdown = std::pin::pin!(shutdown);
     let mut shutdown = Shutdown::new(shutdown);
@@ -84,6 +95,8 @@ fn txn(records: &[(&str, &str)], checkpoint: u64) -> CommittedTxn {
             .map(|(t, id)| (t.to_string(), id.to_string()))
             .collect(),
         checkpoint: Lsn(checkpoint),
+        origin: None,
+        backfill: None,
     }
 }
 
@@ -271,4 +284,110 @@ async fn dead_letters_commit_in_the_same_transaction_as_the_events_around_them()
         "written in both attempts"
     );
     assert_commit_before_confirm(&world.log);
+}
+
+fn origin() -> SlotOrigin {
+    SlotOrigin {
+        snapshot: "10:10:".into(),
+        committed: String::new(),
+        lsn: Lsn(50),
+        time: "2026-12-02T00:00:00Z".into(),
+        rows: 5,
+    }
+}
+
+/// A world whose slot this run creates, with five rows before it (`b1`..`b5`) and a WAL `[s1] [s2]`.
+fn world_with_rows_before_the_slot() -> Memory {
+    let memory = Memory::new(wal(&[&["s1"], &["s2"]]));
+    {
+        let mut world = memory.world();
+        world.created = Some(origin());
+        world.before_slot = ["b1", "b2", "b3", "b4", "b5"]
+            .iter()
+            .map(|id| (id.to_string(), event(id, Lsn::ZERO)))
+            .collect();
+    }
+    memory
+}
+
+fn backfilling() -> PipelineConfig {
+    let mut config = PipelineConfig {
+        restart: quick_restarts(),
+        ..PipelineConfig::default()
+    };
+    config.source.backfill.enabled = true;
+    config
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_backfill_relays_the_rows_before_the_slot_once_across_an_abort_then_streams() {
+    let memory = world_with_rows_before_the_slot();
+    // Commit 1 records the origin, 2 holds b1 b2, 3 (b3 b4) aborts: the restart resumes after b2.
+    memory.world().failing_commits.insert(3);
+    let (_, restarts) = run_config(&memory, backfilling(), memory.logged(Op::Confirm(Lsn(200))))
+        .await
+        .unwrap();
+    assert_eq!(restarts, 1);
+    assert_eq!(committed_ids(&memory), ["b1", "b2", "b3", "b4", "b5", "s1", "s2"]);
+    let world = memory.world();
+    assert_commit_before_confirm(&world.log);
+    assert_eq!(
+        (
+            world.committed[0].records.len(),
+            world.committed[0].origin.clone()
+        ),
+        (0, Some(origin())),
+        "the origin is recorded first, on its own"
+    );
+    assert!(world.committed.iter().all(|t| t.origin == Some(origin())));
+    let progress: Vec<Option<(u64, bool)>> = world
+        .committed
+        .iter()
+        .map(|t| t.backfill.as_ref().map(|p| (p.rows, p.done)))
+        .collect();
+    assert_eq!(
+        progress,
+        [
+            None,
+            Some((2, false)),
+            Some((4, false)),
+            Some((5, true)),
+            Some((5, true)),
+            Some((5, true))
+        ],
+        "each chunk's progress commits with its rows, and stays in later checkpoints"
+    );
+    let started = world.log.iter().position(|op| *op == Op::StartSource(Lsn::ZERO));
+    let last_backfilled = world.log.iter().rposition(|op| *op == Op::Produce("b5".into()));
+    assert!(
+        started > last_backfilled,
+        "the stream starts after the backfill: {:?}",
+        world.log
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_backfill_the_origin_is_recorded_and_the_rows_before_the_slot_are_not_relayed() {
+    let memory = world_with_rows_before_the_slot();
+    run(&memory, quick_restarts(), memory.logged(Op::Confirm(Lsn(200))))
+        .await
+        .unwrap();
+    assert_eq!(committed_ids(&memory), ["s1", "s2"]);
+    assert!(memory
+        .world()
+        .committed
+        .iter()
+        .all(|t| t.origin == Some(origin()) && t.backfill.is_none()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backfill_without_a_recorded_origin_halts_naming_the_fix() {
+    let memory = world_with_rows_before_the_slot();
+    memory.world().created = None;
+    let e = run_config(&memory, backfilling(), std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PipelineError::Config(_)), "{e:?}");
+    assert!(e.to_string().contains("outboxd slot drop"), "{e}");
+    assert!(committed_ids(&memory).is_empty());
 }

@@ -5,6 +5,7 @@
 //! aborted Kafka transaction, registry away at start) aborts, drops the replication connection and starts
 //! again after a backoff. Nothing is replayed from memory: Postgres resends, the checkpoint skips.
 
+mod backfill;
 mod config;
 mod error;
 mod event;
@@ -14,6 +15,7 @@ mod memory;
 #[cfg(test)]
 mod memory_tests;
 mod ports;
+mod retention;
 mod shutdown;
 mod stream;
 
@@ -114,16 +116,28 @@ pub async fn run_with(
     let endpoints = LiveEndpoints {
         config: &config,
         stats: &options.stats,
+        created: std::sync::Mutex::new(None),
     };
+    let (basis, watching) = tokio::sync::watch::channel(None);
+    let retention = config
+        .source
+        .retention
+        .max_age_s
+        .is_some()
+        .then(|| tokio::spawn(retention::run(config.source_config(), watching)));
     let ctx = RunContext {
         config: &config,
         stage: &stage,
         endpoints: &endpoints,
         faults: &options.faults,
         health: &options.health,
+        basis: &basis,
     };
-    let reason = run_attempts(&ctx, &mut restarts, &mut shutdown).await?;
-    Ok(outcome(reason, restarts.total))
+    let reason = run_attempts(&ctx, &mut restarts, &mut shutdown).await;
+    if let Some(task) = retention {
+        task.abort();
+    }
+    Ok(outcome(reason?, restarts.total))
 }
 
 /// The pipeline core: attempts, each from the top, until shutdown, a fault stop, or a failure a restart cannot

@@ -1,15 +1,15 @@
 //! The pipeline core's two sides as small interfaces: [`EventSink`] (the transactional writer of records,
 //! dead letters and checkpoints) and [`EventSource`] (the replication stream's handle), started per attempt by
-//! [`Endpoints`]. outboxd runs on [`LiveEndpoints`]: outboxd-kafka's [`Sink`] and outboxd-wal's [`Source`]; the
+//! [`Endpoints`], and the backfill's row reader ([`BackfillRows`]). outboxd runs on [`LiveEndpoints`]: outboxd-kafka's [`Sink`] and outboxd-wal's [`Source`]; the
 //! core's unit tests run on in-memory implementations of these same traits (`memory.rs`), with no service.
 
 use super::error::AttemptFailure;
 use super::PipelineConfig;
-use outboxd_core::{Commit, Lsn, TxBegin, TxEvent};
+use outboxd_core::{BackfillProgress, Commit, Lsn, SlotOrigin, TxBegin, TxEvent};
 use outboxd_kafka::{Committed, DlqReason, ReadyRecord, Sink, SinkError, SinkIdentity, SinkStats, Written};
-use outboxd_wal::{SlotBusy, Source, SourceHandle, WalError};
+use outboxd_wal::{BackfillChunk, BackfillReader, SlotBusy, Source, SourceHandle, WalError};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -47,6 +47,23 @@ pub(crate) trait EventSink: Send {
     fn abort(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
     /// One abort attempt within `timeout`, after a failure.
     fn abort_best_effort(&mut self, timeout: Duration) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// The slot's origin the next checkpoint carries (recorded, or set since).
+    fn origin(&self) -> Option<&SlotOrigin>;
+    /// The backfill's progress the next checkpoint carries.
+    fn backfill(&self) -> Option<&BackfillProgress>;
+    /// Records the slot's origin from the next commit on.
+    fn set_origin(&mut self, origin: SlotOrigin);
+    /// Records the backfill's progress in the next commit (with the rows of the open transaction).
+    fn set_backfill(&mut self, progress: BackfillProgress);
+}
+
+/// Reads the rows that predate the slot, in chunks, in order, after a resume key.
+pub(crate) trait BackfillRows: Send {
+    /// The next chunk after `after` (`None`: from the start).
+    fn next_chunk(
+        &mut self,
+        after: Option<&[String]>,
+    ) -> impl Future<Output = Result<BackfillChunk, AttemptFailure>> + Send;
 }
 
 /// The replication stream of one attempt (its events arrive on the channel [`Endpoints::start_source`] returns).
@@ -67,8 +84,19 @@ pub(crate) trait Endpoints: Sync {
     type Sink: EventSink;
     /// The source type.
     type Source: EventSource;
-    /// Starts the sink: `init_transactions`, then the checkpoint.
-    fn start_sink(&self) -> impl Future<Output = Result<Self::Sink, AttemptFailure>> + Send;
+    /// The backfill reader type.
+    type Backfill: BackfillRows;
+    /// Starts the sink: creates the slot when it is missing, then `init_transactions`, then the checkpoint.
+    /// Returns with it the origin of the slot when this process created it (until it is recorded, the
+    /// checkpoint does not know it).
+    fn start_sink(
+        &self,
+    ) -> impl Future<Output = Result<(Self::Sink, Option<SlotOrigin>), AttemptFailure>> + Send;
+    /// Opens the backfill reader of the rows that predate the slot with this origin.
+    fn open_backfill(
+        &self,
+        origin: &SlotOrigin,
+    ) -> impl Future<Output = Result<Self::Backfill, AttemptFailure>> + Send;
     /// Starts replication, skipping every transaction ending at or below `skip_through`.
     fn start_source(
         &self,
@@ -81,13 +109,16 @@ pub(crate) trait Endpoints: Sync {
 pub(crate) struct LiveEndpoints<'a> {
     pub config: &'a PipelineConfig,
     pub stats: &'a Arc<SinkStats>,
+    /// The origin of the slot this process created, kept across attempts until a checkpoint records it.
+    pub created: Mutex<Option<SlotOrigin>>,
 }
 
 impl Endpoints for LiveEndpoints<'_> {
     type Sink = Sink;
     type Source = SourceHandle;
+    type Backfill = BackfillReader;
 
-    async fn start_sink(&self) -> Result<Sink, AttemptFailure> {
+    async fn start_sink(&self) -> Result<(Sink, Option<SlotOrigin>), AttemptFailure> {
         let identity = SinkIdentity {
             pipeline_id: self.config.pipeline_id(),
             transactional_id: self.config.transactional_id(),
@@ -102,8 +133,17 @@ impl Endpoints for LiveEndpoints<'_> {
         }
         // The slot is created (not taken) before anything slower, so that on a first start the rows committed
         // during init_transactions are in its stream rather than silently before it.
-        Source::prepare(&self.config.source_config()).await?;
-        Ok(Sink::start(self.config.kafka.clone(), identity, Arc::clone(self.stats)).await?)
+        if let Some(origin) = Source::prepare(&self.config.source_config()).await?.origin {
+            *self.created.lock().unwrap_or_else(|e| e.into_inner()) = Some(origin);
+        }
+        let sink = Sink::start(self.config.kafka.clone(), identity, Arc::clone(self.stats)).await?;
+        let created = self.created.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Ok((sink, created))
+    }
+
+    async fn open_backfill(&self, origin: &SlotOrigin) -> Result<BackfillReader, AttemptFailure> {
+        let source = self.config.source_config();
+        Ok(BackfillReader::open(&source, &source.backfill, origin).await?)
     }
 
     async fn start_source(
@@ -157,6 +197,27 @@ impl EventSink for Sink {
     }
     fn abort_best_effort(&mut self, timeout: Duration) -> impl Future<Output = Result<(), SinkError>> + Send {
         Sink::abort_best_effort(self, timeout)
+    }
+    fn origin(&self) -> Option<&SlotOrigin> {
+        Sink::origin(self)
+    }
+    fn backfill(&self) -> Option<&BackfillProgress> {
+        Sink::backfill(self)
+    }
+    fn set_origin(&mut self, origin: SlotOrigin) {
+        Sink::set_origin(self, origin);
+    }
+    fn set_backfill(&mut self, progress: BackfillProgress) {
+        Sink::set_backfill(self, progress);
+    }
+}
+
+impl BackfillRows for BackfillReader {
+    fn next_chunk(
+        &mut self,
+        after: Option<&[String]>,
+    ) -> impl Future<Output = Result<BackfillChunk, AttemptFailure>> + Send {
+        async move { Ok(BackfillReader::next_chunk(self, after).await?) }
     }
 }
 

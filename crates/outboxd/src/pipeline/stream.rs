@@ -11,7 +11,7 @@ use super::PipelineConfig;
 use crate::http::Health;
 use crate::metrics as m;
 use crate::registry_wait::Patience;
-use outboxd_core::{Lsn, TxEvent};
+use outboxd_core::{Lsn, SlotOrigin, TxEvent};
 use outboxd_record::{PayloadEncoder, Stage};
 use outboxd_wal::WalError;
 use std::sync::Arc;
@@ -39,16 +39,21 @@ pub(crate) struct RunContext<'a, P, E> {
     pub endpoints: &'a P,
     pub faults: &'a FaultPlan,
     pub health: &'a Arc<Health>,
+    /// What retention may delete, once an attempt knows the slot's origin.
+    pub basis: &'a tokio::sync::watch::Sender<Option<outboxd_wal::RetentionBasis>>,
 }
 
 /// A running attempt: the sink, the source and what has been committed.
 pub(crate) struct Attempt<'a, P: Endpoints, E> {
-    ctx: &'a RunContext<'a, P, E>,
-    sink: P::Sink,
+    pub(super) ctx: &'a RunContext<'a, P, E>,
+    pub(super) sink: P::Sink,
     source: Option<P::Source>,
+    /// The source's events (a closed channel until the stream starts, after any backfill).
     rx: mpsc::Receiver<TxEvent>,
+    /// The origin of a slot this process created, until a checkpoint records it.
+    pub(super) created: Option<SlotOrigin>,
     /// The checkpoint read at start: transactions ending at or below it are already in Kafka.
-    skip_through: Lsn,
+    pub(super) skip_through: Lsn,
     /// True while a transaction at or below `skip_through` is being skipped.
     skipping: bool,
     /// True once this attempt committed something (resets the restart backoff).
@@ -71,19 +76,17 @@ impl<P: Endpoints, E> std::fmt::Debug for Attempt<'_, P, E> {
 }
 
 impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
-    /// Starts the sink (init_transactions, then the checkpoint), then replication from the checkpoint.
+    /// Starts the sink (the slot when missing, init_transactions, then the checkpoint). [`Attempt::run`]
+    /// then records the slot's origin, backfills when configured, and streams from the checkpoint.
     pub(crate) async fn start(ctx: &'a RunContext<'a, P, E>) -> Result<Attempt<'a, P, E>, AttemptFailure> {
-        let sink = ctx.endpoints.start_sink().await?;
+        let (sink, created) = ctx.endpoints.start_sink().await?;
         let skip_through = sink.resume_after();
-        let (source, rx) = ctx.endpoints.start_source(skip_through).await?;
-        tracing::info!(%skip_through, "pipeline streaming");
-        ctx.health.set_ready(true);
-        metrics::gauge!(m::SLOT_ACTIVE).set(1.0);
         Ok(Attempt {
             ctx,
             sink,
-            source: Some(source),
-            rx,
+            source: None,
+            rx: mpsc::channel(1).1,
+            created,
             skip_through,
             skipping: false,
             committed: false,
@@ -93,8 +96,32 @@ impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
         })
     }
 
+    /// Records the slot's origin and backfills (when due), then starts replication from the checkpoint.
+    async fn start_stream(&mut self, shutdown: &mut Shutdown<'_>) -> Result<Option<Ended>, AttemptFailure> {
+        if let Some(end) = self.before_stream(shutdown).await? {
+            return Ok(Some(end));
+        }
+        let (source, rx) = self.ctx.endpoints.start_source(self.skip_through).await?;
+        (self.source, self.rx) = (Some(source), rx);
+        tracing::info!(skip_through = %self.skip_through, "pipeline streaming");
+        self.ctx.health.set_ready(true);
+        metrics::gauge!(m::SLOT_ACTIVE).set(1.0);
+        Ok(None)
+    }
+
+    /// How long an event waits for a registry that cannot answer.
+    pub(super) fn patience(&self) -> Patience {
+        Patience {
+            max_backoff: Duration::from_millis(self.ctx.config.restart.encode_max_backoff_ms.max(100)),
+            give_up_at: None,
+        }
+    }
+
     /// Streams until shutdown (`Ok(Ended::Shutdown)`), an injected stop, or a failure.
     pub(crate) async fn run(&mut self, shutdown: &mut Shutdown<'_>) -> Result<Ended, AttemptFailure> {
+        if let Some(end) = self.start_stream(shutdown).await? {
+            return Ok(end);
+        }
         let mut batch = Vec::with_capacity(RECV_BATCH);
         loop {
             let deadline = self.sink.commit_deadline();
@@ -145,14 +172,9 @@ impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
             }
             TxEvent::Event(event) if !self.skipping => {
                 let mut cx = EventContext {
+                    patience: self.patience(),
                     sink: &mut self.sink,
                     stage: self.ctx.stage,
-                    patience: Patience {
-                        max_backoff: Duration::from_millis(
-                            self.ctx.config.restart.encode_max_backoff_ms.max(100),
-                        ),
-                        give_up_at: None,
-                    },
                     shutdown,
                     commit_time_us: self.commit_time_us,
                 };
@@ -179,7 +201,7 @@ impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
     }
 
     /// Commits the open Kafka transaction, then (and only then) confirms its end LSN to Postgres.
-    async fn commit(&mut self) -> Result<Option<Ended>, AttemptFailure> {
+    pub(super) async fn commit(&mut self) -> Result<Option<Ended>, AttemptFailure> {
         if !self.sink.committable() {
             return Ok(None);
         }
@@ -231,7 +253,7 @@ impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
     }
 
     /// Graceful stop: commit when between Postgres transactions, else abort; then flush the confirmation.
-    async fn finish(&mut self) -> Result<Ended, AttemptFailure> {
+    pub(super) async fn finish(&mut self) -> Result<Ended, AttemptFailure> {
         if self.sink.in_pg_transaction() {
             tracing::info!("shutdown inside a Postgres transaction: aborting the open Kafka transaction");
             self.sink.abort().await?;

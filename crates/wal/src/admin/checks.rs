@@ -317,8 +317,17 @@ pub(crate) async fn replication_slot(ctx: &CheckCtx<'_>, slot: SlotState) -> Res
                 let (schema, table) = ctx.table();
                 if let Ok(n) = crate::setup::count_rows(ctx.client, config).await {
                     if n > 0 {
+                        let fate = match &config.backfill {
+                            b if b.enabled => format!(
+                                "outboxd will backfill {} of them before streaming (source.backfill)",
+                                b.predicate
+                                    .as_deref()
+                                    .map_or("all".into(), |p| format!("those matching {p}"))
+                            ),
+                            _ => "will not be relayed (set source.backfill.enabled to relay them)".into(),
+                        };
                         detail.push_str(&format!(
-                            "; the {n} row(s) already in {schema}.{table} predate it and will not be relayed"
+                            "; the {n} row(s) already in {schema}.{table} predate it and {fate}"
                         ));
                     }
                 }

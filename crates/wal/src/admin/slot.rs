@@ -162,9 +162,7 @@ pub async fn create_slot(config: &SourceConfig) -> Result<SlotCreated, WalError>
         return Err(exists());
     }
     let publication_created = setup::ensure_publication(&client, config).await?;
-    let consistent_point = setup::create_slot(&client, &config.slot)
-        .await?
-        .ok_or_else(exists)?;
+    let consistent_point = setup::create_slot(&client, config).await?.ok_or_else(exists)?.lsn;
     Ok(SlotCreated {
         slot: config.slot.clone(),
         consistent_point,
