@@ -7,6 +7,7 @@ mod support;
 use outboxd_testkit::wait_until;
 use rand::{Rng, SeedableRng};
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::child::{describe, ChildConsumer, ChildLog};
 use support::projection::{audit, count, distinct};
@@ -33,22 +34,12 @@ async fn sigkilled_consumer_applies_every_event_exactly_once_with_the_inbox() {
     config.instance_id = Some("kill-test-0".into());
     let log = ChildLog::new("kill_inbox");
 
-    // The outbox is written while the consumer is killed: 200 transactions of 100 rows, paced.
-    let writer = {
-        let w = &world;
-        async move {
-            let mut ids = Vec::with_capacity(EVENTS);
-            for start in (0..EVENTS).step_by(1_000) {
-                ids.extend(w.insert_orders("o", start..start + 1_000, 100, AGGREGATES).await);
-                tokio::time::sleep(Duration::from_millis(300)).await; // pacing the writer, not a wait
-            }
-            ids
-        }
-    };
+    // The outbox is written while the consumer is killed, kept at most 3,000 events ahead of it.
+    let killing = AtomicBool::new(true);
+    let writer = world.feed("o", EVENTS, AGGREGATES, 3_000, &killing);
     let killer = async {
         let mut rng = rand::rngs::StdRng::from_entropy();
-        let mut kills = 0;
-        while kills < KILLS {
+        for _ in 0..KILLS {
             let before = count(&world.db.client).await;
             let child = RefCell::new(ChildConsumer::spawn(&config, "kill-test-0", &log.path, None));
             // Kill only a consumer that is applying events: the kill must land mid-stream.
@@ -66,19 +57,17 @@ async fn sigkilled_consumer_applies_every_event_exactly_once_with_the_inbox() {
             tokio::time::sleep(Duration::from_millis(rng.gen_range(0..400))).await; // a random kill time
             let status = child.into_inner().kill().await;
             assert_eq!(describe(status), "signal 9", "{}", log.tail(40));
-            kills += 1;
             relay.assert_running();
-            if count(&world.db.client).await >= EVENTS as i64 {
-                break;
-            }
         }
-        kills
+        killing.store(false, Ordering::Relaxed);
+        KILLS
     };
     let (ids, kills) = tokio::join!(writer, killer);
     // Whatever the kills left is finished by one last instance.
     let mut child = ChildConsumer::spawn(&config, "kill-test-0", &log.path, None);
+    let total = ids.len() as i64;
     wait_until("every event applied", WAIT, || async {
-        (distinct(&world.db.client).await >= EVENTS as i64).then_some(())
+        (distinct(&world.db.client).await >= total).then_some(())
     })
     .await;
     let status = child.stop().await;
@@ -118,7 +107,7 @@ async fn sigkilled_consumer_applies_every_event_exactly_once_with_the_inbox() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(inbox, EVENTS as i64, "one inbox row per event");
+    assert_eq!(inbox, total, "one inbox row per event");
     let absorbed = log.count("duplicate skipped");
     assert!(
         kills >= KILLS,
@@ -129,7 +118,7 @@ async fn sigkilled_consumer_applies_every_event_exactly_once_with_the_inbox() {
         "no redelivery was absorbed: the kills missed the window between effect and commit"
     );
     eprintln!(
-        "{EVENTS} events, {kills} SIGKILLs, {absorbed} redeliveries absorbed by the inbox, no duplicate effect, \
+        "{total} events, {kills} SIGKILLs, {absorbed} redeliveries absorbed by the inbox, no duplicate effect, \
          in {:?}",
         started.elapsed()
     );

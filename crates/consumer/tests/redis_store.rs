@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::child::{describe, ChildConsumer, ChildLog};
@@ -44,35 +45,40 @@ async fn redis_store_absorbs_redeliveries_of_recorded_events_under_sigkill() {
     let mut config = redis_config(&world, 3_600);
     config.instance_id = Some("redis-kill-0".into());
     let log = ChildLog::new("kill_redis");
-    let ids = world.insert_orders("r", 0..EVENTS, 100, 100).await;
-    let mut rng = rand::rngs::StdRng::from_entropy();
-    let mut kills = 0;
-    while kills < KILLS && distinct(&world.db.client).await < EVENTS as i64 {
-        let before = count(&world.db.client).await;
-        let child = RefCell::new(ChildConsumer::spawn(
-            &config,
-            "redis",
-            &log.path,
-            Some(&world.db.url),
-        ));
-        wait_until("the consumer to apply events", WAIT, || async {
-            if let Some(s) = child.borrow_mut().exited() {
-                panic!(
-                    "the consumer exited on its own ({}):\n{}",
-                    describe(s),
-                    log.tail(40)
-                );
-            }
-            (count(&world.db.client).await > before).then_some(())
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..300))).await; // a random kill time
-        child.into_inner().kill().await;
-        kills += 1;
-    }
+    let killing = AtomicBool::new(true);
+    let writer = world.feed("r", EVENTS, 100, 2_000, &killing);
+    let killer = async {
+        let mut rng = rand::rngs::StdRng::from_entropy();
+        for _ in 0..KILLS {
+            let before = count(&world.db.client).await;
+            let child = RefCell::new(ChildConsumer::spawn(
+                &config,
+                "redis",
+                &log.path,
+                Some(&world.db.url),
+            ));
+            wait_until("the consumer to apply events", WAIT, || async {
+                if let Some(s) = child.borrow_mut().exited() {
+                    panic!(
+                        "the consumer exited on its own ({}):\n{}",
+                        describe(s),
+                        log.tail(40)
+                    );
+                }
+                (count(&world.db.client).await > before).then_some(())
+            })
+            .await;
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..300))).await; // a random kill time
+            child.into_inner().kill().await;
+        }
+        killing.store(false, Ordering::Relaxed);
+        KILLS
+    };
+    let (ids, kills) = tokio::join!(writer, killer);
+    let total = ids.len() as i64;
     let mut child = ChildConsumer::spawn(&config, "redis", &log.path, Some(&world.db.url));
     wait_until("every event applied", WAIT, || async {
-        (distinct(&world.db.client).await >= EVENTS as i64).then_some(())
+        (distinct(&world.db.client).await >= total).then_some(())
     })
     .await;
     assert!(child.stop().await.success(), "{}", log.tail(40));
@@ -83,7 +89,7 @@ async fn redis_store_absorbs_redeliveries_of_recorded_events_under_sigkill() {
     assert!(a.unexpected.is_empty(), "{:?}", a.unexpected);
     let absorbed = log.count("duplicate skipped");
     let repeated: i64 = a.duplicates.values().map(|n| n - 1).sum();
-    assert!(kills >= KILLS, "only {kills} kills");
+    assert!(total >= EVENTS as i64, "only {total} events");
     assert!(absorbed > 0, "no redelivery was absorbed by Redis");
     let bound = (kills * config.max_in_flight) as i64;
     assert!(
@@ -91,7 +97,7 @@ async fn redis_store_absorbs_redeliveries_of_recorded_events_under_sigkill() {
         "{repeated} repeated effects: more than one per event in flight per kill ({bound})"
     );
     eprintln!(
-        "Redis store: {EVENTS} events, {kills} SIGKILLs, {absorbed} redeliveries absorbed, {repeated} effects \
+        "Redis store: {total} events, {kills} SIGKILLs, {absorbed} redeliveries absorbed, {repeated} effects \
          repeated (killed between effect and SET), in {:?}",
         started.elapsed()
     );

@@ -202,6 +202,40 @@ impl World {
         ids
     }
 
+    /// Writes orders `<prefix>-<i>` in transactions of 100 rows, 1,000 at a time, while `running` is true
+    /// and until at least `min_events` are written; while `running`, the next 1,000 only once the projection
+    /// is at most `max_backlog` behind, so that the consumer is always busy but never far behind. Returns
+    /// the ids.
+    pub async fn feed(
+        &self,
+        prefix: &str,
+        min_events: usize,
+        aggregates: usize,
+        max_backlog: i64,
+        running: &std::sync::atomic::AtomicBool,
+    ) -> Vec<String> {
+        let mut ids = Vec::new();
+        while running.load(std::sync::atomic::Ordering::Relaxed) || ids.len() < min_events {
+            let start = ids.len();
+            assert!(
+                start < 50 * min_events.max(1_000),
+                "the consumer under test made too little progress"
+            );
+            ids.extend(
+                self.insert_orders(prefix, start..start + 1_000, 100, aggregates)
+                    .await,
+            );
+            let written = ids.len() as i64;
+            // Once `running` is false no consumer may be running: write the rest without waiting.
+            wait_until("the consumer to catch up with the writer", WAIT, || async {
+                let stopped = !running.load(std::sync::atomic::Ordering::Relaxed);
+                (stopped || written - projection::count(&self.db.client).await <= max_backlog).then_some(())
+            })
+            .await;
+        }
+        ids
+    }
+
     /// Every committed record of a topic (empty when it does not exist yet).
     pub async fn drain(&self, topic: &str) -> Vec<Record> {
         let (bootstrap, topic) = (self.services.kafka_bootstrap.clone(), topic.to_string());
