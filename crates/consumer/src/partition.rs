@@ -159,9 +159,7 @@ where
                 if give_up {
                     let detail = format!("after {attempts} attempt(s): {e}");
                     let reason = DeadLetterReason::HandlerFailed;
-                    let _enter = span.enter();
-                    tracing::warn!(%detail, "handler failed: dead-lettering the event");
-                    drop(_enter);
+                    tracing::warn!(parent: &span, %detail, "handler failed: dead-lettering the event");
                     return dead_letter(shared, record, Some(&event_id), reason, &detail, attempts, stop)
                         .await;
                 }

@@ -37,7 +37,11 @@ impl RedisStore {
             let what = what.to_string();
             move |source| ConsumerError::RedisUnavailable { what, source }
         };
-        let client = redis::Client::open(url).map_err(unavailable("parse url"))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            ConsumerError::Config(format!(
+                "store.url is not a Redis URL ({e}): use redis://host:port/db"
+            ))
+        })?;
         let conn = client
             .get_multiplexed_async_connection()
             .await
