@@ -192,6 +192,7 @@ mod tests {
         let with_origin = Checkpoint {
             origin: Some(SlotOrigin {
                 snapshot: "740:745:740,742".into(),
+                committed: "741,743-744".into(),
                 lsn: Lsn(0x16_B374_D700),
                 time: "2024-05-01T12:00:00Z".into(),
                 rows: 150_000,

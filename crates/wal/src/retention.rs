@@ -1,8 +1,8 @@
 //! Retention: deleting outbox rows that are old enough and already committed in Kafka, in small batches.
 //!
-//! One sweep is one `REPEATABLE READ` transaction. Its snapshot `X` is taken by its first statement, which
+//! Each batch is one `REPEATABLE READ` transaction. Its snapshot `X` is taken by its first statement, which
 //! also reads the WAL insert position `W`: every transaction visible in `X` committed before `X` was taken,
-//! so its commit record lies before `W`. The sweep then waits until the slot's `confirmed_flush_lsn` reaches
+//! so its commit record lies before `W`. The batch then waits until the slot's `confirmed_flush_lsn` reaches
 //! `W`; outboxd confirms a position only after the Kafka transaction holding everything before it committed,
 //! so from then on every stream row visible in `X` is in Kafka (on its topic or the dead-letter topic). Only
 //! then does it delete, and only rows visible in `X` (the transaction's own snapshot):
@@ -12,7 +12,7 @@
 //! - once the backfill is complete, the rows matching its predicate: it relayed them.
 //!
 //! Rows that predate the slot and were not backfilled are never deleted. A relay that is stopped confirms
-//! nothing, so a sweep then deletes nothing.
+//! nothing, so a batch then deletes nothing.
 
 use crate::backfill::BackfillConfig;
 use crate::connect::PgTarget;
@@ -115,19 +115,15 @@ impl Retention {
         })
     }
 
-    /// One sweep: batches until one deletes less than a full batch. Returns the rows deleted.
-    pub async fn sweep(&mut self, basis: &RetentionBasis) -> Result<u64, WalError> {
-        let mut deleted = 0;
-        loop {
-            let n = self.batch(basis).await?;
-            deleted += n;
-            if n < self.batch as u64 {
-                return Ok(deleted);
-            }
-        }
+    /// Rows one batch deletes at most.
+    pub fn batch_rows(&self) -> usize {
+        self.batch
     }
 
-    async fn batch(&mut self, basis: &RetentionBasis) -> Result<u64, WalError> {
+    /// One batch in its own transaction: waits for the relay to confirm the snapshot's position, then deletes
+    /// up to [`Retention::batch_rows`] relayed rows. Returns the rows deleted (0 when the relay did not confirm
+    /// in time).
+    pub async fn delete_batch(&mut self, basis: &RetentionBasis) -> Result<u64, WalError> {
         let pg = |what: &'static str| WalError::pg(what);
         let c = &self.client;
         c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")

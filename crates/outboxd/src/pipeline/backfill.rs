@@ -113,7 +113,7 @@ impl<P: Endpoints, E: PayloadEncoder> Attempt<'_, P, E> {
 
     /// A Kafka transaction for checkpoint-only content: a Postgres transaction that ends where the checkpoint
     /// already is, so the checkpoint's LSN does not move.
-    fn begin_chunk(&mut self) -> Result<i64, AttemptFailure> {
+    fn begin_chunk(&mut self) -> Result<i64, outboxd_kafka::SinkError> {
         let now = now_us();
         let begin = TxBegin {
             xid: 0,

@@ -213,11 +213,8 @@ impl EventSink for Sink {
 }
 
 impl BackfillRows for BackfillReader {
-    fn next_chunk(
-        &mut self,
-        after: Option<&[String]>,
-    ) -> impl Future<Output = Result<BackfillChunk, AttemptFailure>> + Send {
-        async move { Ok(BackfillReader::next_chunk(self, after).await?) }
+    async fn next_chunk(&mut self, after: Option<&[String]>) -> Result<BackfillChunk, AttemptFailure> {
+        Ok(BackfillReader::next_chunk(self, after).await?)
     }
 }
 

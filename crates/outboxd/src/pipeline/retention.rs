@@ -7,6 +7,9 @@ use outboxd_wal::{Retention, RetentionBasis, SourceConfig};
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Batches of one sweep at most.
+const MAX_BATCHES_PER_SWEEP: usize = 100;
+
 /// Sweeps every `interval_ms` until dropped (the pipeline aborts it when it stops).
 pub(crate) async fn run(config: SourceConfig, mut basis: watch::Receiver<Option<RetentionBasis>>) {
     let interval = Duration::from_millis(config.retention.interval_ms.max(10));
@@ -28,16 +31,26 @@ pub(crate) async fn run(config: SourceConfig, mut basis: watch::Receiver<Option<
             };
         }
         if let Some((retention, _)) = open.as_mut() {
-            match retention.sweep(&current).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    metrics::counter!(m::RETENTION_DELETED).increment(n);
-                    tracing::info!(deleted = n, "retention: deleted relayed outbox rows");
+            let mut swept = 0;
+            // Batches until one is not full (bounded, so that a changed basis is seen).
+            for _ in 0..MAX_BATCHES_PER_SWEEP {
+                match retention.delete_batch(&current).await {
+                    Ok(n) => {
+                        metrics::counter!(m::RETENTION_DELETED).increment(n);
+                        swept += n;
+                        if n < retention.batch_rows() as u64 {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention batch failed; trying again later");
+                        open = None;
+                        break;
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "retention sweep failed; trying again later");
-                    open = None;
-                }
+            }
+            if swept > 0 {
+                tracing::info!(deleted = swept, "retention: deleted relayed outbox rows");
             }
         }
         tokio::select! {
