@@ -41,6 +41,17 @@ async fn rows_that_predate_the_slot_are_counted_and_the_first_start_relays_what_
         "{}",
         out.stdout
     );
+    let mut backfilling = env.config.clone();
+    backfilling.source.backfill.enabled = true;
+    let out = check(&env, &backfilling, "noslot_backfill").await;
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains(
+            "the 3 row(s) already in public.outbox predate it and outboxd will backfill all of them"
+        ),
+        "{}",
+        out.stdout
+    );
     let running = env.spawn(outboxd::FaultPlan::none());
     // The slot exists once the pipeline got past its first step: what is written now is relayed.
     let slot = env.config.source.slot.clone();
