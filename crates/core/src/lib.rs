@@ -8,7 +8,8 @@
 //!
 //! Guarantees: [`Lsn`] is a plain, totally ordered WAL position; [`LsnTracker`] only ever moves forward, so a
 //! late or repeated report can never rewind what has been confirmed to Postgres; [`redact`] is the one
-//! place secrets are hidden before anything is printed. Nothing here does I/O.
+//! place secrets are hidden before anything is printed; [`SlotOrigin`] and [`PgSnapshot`] say which
+//! transactions a slot's stream does not carry (the rows a backfill relays). Nothing here does I/O.
 
 mod event;
 mod lsn;

@@ -23,6 +23,11 @@
 //! - A malformed stream or a configuration that does not match the database is a fatal [`WalError`]; a lost
 //!   connection is retriable ([`WalError::is_retriable`]). Nothing panics on bad input.
 //!
+//! The rows already in the table when the slot is created are not in its stream: the slot is created with an
+//! exported snapshot, read back as a `SlotOrigin` (which transactions the stream does not carry), and
+//! [`BackfillReader`] reads exactly those rows in chunks, in a stable order, from a resume key. [`Retention`]
+//! deletes old rows only once the slot's confirmed position says they are in Kafka.
+//!
 //! Both connections speak TLS as libpq's `sslmode` in `pg_url` says (see [`SslMode`], [`TlsSettings`]).
 //! [`admin`] holds what the `outboxd check` and `outboxd slot ...` commands need: preflight checks, slot
 //! status, creation and dropping.
