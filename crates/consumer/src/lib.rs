@@ -47,7 +47,7 @@ pub use error::{BoxError, ConsumerError, HandlerError};
 pub use event::{Event, EventMeta};
 pub use handler::{Effects, Handler};
 pub use runner::run_with_stats;
-pub use stats::{ConsumerStats, StatsSnapshot};
+pub use stats::{ConsumerStats, ConsumerStatsSnapshot};
 
 use std::future::Future;
 

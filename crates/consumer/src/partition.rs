@@ -12,7 +12,7 @@ use crate::event::{Event, Fetched};
 use crate::handler::Handler;
 use crate::metrics as m;
 use crate::stats::ConsumerStats;
-use crate::store::{Attempt, AttemptError, Store};
+use crate::store::{AttemptError, Store, StoreOutcome};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::Instrument;
 
 /// What every partition worker shares.
-pub(crate) struct Shared<H: Handler, C: rdkafka::consumer::ConsumerContext + 'static> {
+pub(crate) struct PartitionShared<H: Handler, C: rdkafka::consumer::ConsumerContext + 'static> {
     pub handler: H,
     pub decoder: Decoder,
     pub store: Store,
@@ -42,7 +42,7 @@ enum Done {
 
 /// The worker of one partition, until its channel closes or it is told to stop.
 pub(crate) async fn run_partition<H, C>(
-    shared: Arc<Shared<H, C>>,
+    shared: Arc<PartitionShared<H, C>>,
     mut rx: mpsc::Receiver<Fetched>,
     mut stop: watch::Receiver<bool>,
 ) where
@@ -84,7 +84,11 @@ fn store_offset<C: rdkafka::consumer::ConsumerContext>(consumer: &StreamConsumer
     }
 }
 
-async fn process<H, C>(shared: &Shared<H, C>, record: &Fetched, stop: &mut watch::Receiver<bool>) -> Done
+async fn process<H, C>(
+    shared: &PartitionShared<H, C>,
+    record: &Fetched,
+    stop: &mut watch::Receiver<bool>,
+) -> Done
 where
     H: Handler,
     C: rdkafka::consumer::ConsumerContext + 'static,
@@ -140,13 +144,13 @@ where
             .await;
         metrics::histogram!(m::HANDLER_SECONDS).record(started.elapsed().as_secs_f64());
         let wait = match result {
-            Ok(Attempt::Applied) => {
+            Ok(StoreOutcome::Applied) => {
                 shared.stats.add_applied();
                 metrics::counter!(m::EVENTS, "outcome" => "applied", "topic" => record.topic.clone())
                     .increment(1);
                 return Done::Finished;
             }
-            Ok(Attempt::Duplicate) => return duplicate(shared, record),
+            Ok(StoreOutcome::Duplicate) => return duplicate(shared, record),
             Err(AttemptError::Store(e)) => {
                 stalls += 1;
                 metrics::counter!(m::STALLS, "cause" => shared.store.kind()).increment(1);
@@ -176,7 +180,7 @@ where
 }
 
 fn duplicate<H: Handler, C: rdkafka::consumer::ConsumerContext + 'static>(
-    shared: &Shared<H, C>,
+    shared: &PartitionShared<H, C>,
     record: &Fetched,
 ) -> Done {
     shared.stats.add_duplicate();
@@ -191,7 +195,7 @@ fn duplicate<H: Handler, C: rdkafka::consumer::ConsumerContext + 'static>(
 
 /// `store.seen`, retried until it answers; `None` when stopped first.
 async fn seen<H: Handler, C: rdkafka::consumer::ConsumerContext + 'static>(
-    shared: &Shared<H, C>,
+    shared: &PartitionShared<H, C>,
     event_id: &str,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<bool> {
@@ -212,7 +216,7 @@ async fn seen<H: Handler, C: rdkafka::consumer::ConsumerContext + 'static>(
 
 /// Writes the dead letter (retried until the broker takes it), then records the id when there is one.
 async fn dead_letter<H: Handler, C: rdkafka::consumer::ConsumerContext + 'static>(
-    shared: &Shared<H, C>,
+    shared: &PartitionShared<H, C>,
     record: &Fetched,
     event_id: Option<&str>,
     reason: DeadLetterReason,

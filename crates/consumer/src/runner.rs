@@ -9,7 +9,7 @@ use crate::error::ConsumerError;
 use crate::event::Fetched;
 use crate::handler::Handler;
 use crate::metrics as m;
-use crate::partition::{run_partition, Shared};
+use crate::partition::{run_partition, PartitionShared};
 use crate::stats::ConsumerStats;
 use crate::store::Store;
 use rdkafka::client::ClientContext;
@@ -143,7 +143,7 @@ pub async fn run_with_stats<H: Handler>(
     };
     let consumer = Arc::new(consumer(&config, ctx)?);
     tracing::info!(group = %config.group_id, topics = ?config.topics, store = store.kind(), "consumer started");
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(PartitionShared {
         handler,
         decoder,
         store,
@@ -192,7 +192,7 @@ pub async fn run_with_stats<H: Handler>(
 
 /// The queue of the record's partition, starting its worker when there is none.
 fn worker_queue<H: Handler>(
-    shared: &Arc<Shared<H, GroupContext>>,
+    shared: &Arc<PartitionShared<H, GroupContext>>,
     tasks: &mut JoinSet<()>,
     record: &Fetched,
     capacity: usize,

@@ -14,7 +14,7 @@ pub struct ConsumerStats {
 
 /// A copy of [`ConsumerStats`] at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
+pub struct ConsumerStatsSnapshot {
     /// Events whose handler succeeded and whose id was recorded.
     pub applied: u64,
     /// Redeliveries skipped because the store had the id.
@@ -27,8 +27,8 @@ pub struct StatsSnapshot {
 
 impl ConsumerStats {
     /// The totals now.
-    pub fn snapshot(&self) -> StatsSnapshot {
-        StatsSnapshot {
+    pub fn snapshot(&self) -> ConsumerStatsSnapshot {
+        ConsumerStatsSnapshot {
             applied: self.applied.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),

@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
     name = "order-projection",
     about = "Projects OrderCreated / OrderPaid events into a table"
 )]
-struct Args {
+struct ProjectionArgs {
     /// The consumer configuration (TOML, outboxd_consumer::ConsumerConfig).
     #[arg(long)]
     config: std::path::PathBuf,
@@ -58,7 +58,7 @@ struct Args {
     metrics_listen: Option<String>,
 }
 
-fn load(args: &Args) -> anyhow::Result<ConsumerConfig> {
+fn load(args: &ProjectionArgs) -> anyhow::Result<ConsumerConfig> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
     let mut c: ConsumerConfig =
@@ -154,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,rdkafka=warn,librdkafka=off".into()),
         )
         .init();
-    let args = Args::parse();
+    let args = ProjectionArgs::parse();
     let config = load(&args)?;
     let StoreConfig::PostgresInbox { pg_url, .. } = &config.store else {
         anyhow::bail!(

@@ -3,7 +3,7 @@
 //! owner of a partition still finishing while the new owner starts) serialize on the primary key, so the
 //! second waits for the first to commit or roll back and then skips or applies.
 
-use super::{Attempt, AttemptError};
+use super::{AttemptError, StoreOutcome};
 use crate::error::ConsumerError;
 use crate::event::Event;
 use crate::handler::{Effects, Handler};
@@ -101,7 +101,7 @@ impl Inbox {
         &self,
         handler: &H,
         event: &Event<H::Payload>,
-    ) -> Result<Attempt, AttemptError> {
+    ) -> Result<StoreOutcome, AttemptError> {
         let mut client = self.take().await?;
         let result = self.apply_on(&mut client, handler, event).await;
         self.put(client);
@@ -113,7 +113,7 @@ impl Inbox {
         client: &mut Client,
         handler: &H,
         event: &Event<H::Payload>,
-    ) -> Result<Attempt, AttemptError> {
+    ) -> Result<StoreOutcome, AttemptError> {
         let m = &event.meta;
         let tx = client.transaction().await.map_err(|e| store_error("BEGIN", &e))?;
         let inserted = tx
@@ -132,14 +132,14 @@ impl Inbox {
             .map_err(|e| store_error("INSERT into the inbox", &e))?;
         if inserted == 0 {
             // Dropping the transaction rolls it back.
-            return Ok(Attempt::Duplicate);
+            return Ok(StoreOutcome::Duplicate);
         }
         handler
             .handle(event, Effects::inbox(&tx))
             .await
             .map_err(AttemptError::Handler)?;
         match tx.commit().await {
-            Ok(()) => Ok(Attempt::Applied),
+            Ok(()) => Ok(StoreOutcome::Applied),
             // A lost connection: whether the commit happened is unknown; the retry's inbox insert decides.
             Err(e) if client.is_closed() => Err(store_error("COMMIT", &e)),
             // The server refused the commit (a deferred constraint, a serialization failure): the handler's

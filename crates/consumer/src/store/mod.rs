@@ -13,7 +13,7 @@ use crate::handler::{Effects, Handler};
 
 /// What became of one attempt.
 #[derive(Debug)]
-pub(crate) enum Attempt {
+pub(crate) enum StoreOutcome {
     /// The handler ran and its effect is durable, with the id recorded.
     Applied,
     /// The id was already recorded: skipped (a redelivery).
@@ -62,12 +62,12 @@ impl Store {
         &self,
         handler: &H,
         event: &Event<H::Payload>,
-    ) -> Result<Attempt, AttemptError> {
+    ) -> Result<StoreOutcome, AttemptError> {
         match self {
             Store::Inbox(s) => s.apply(handler, event).await,
             Store::Redis(s) => {
                 if s.seen(&event.meta.event_id).await? {
-                    return Ok(Attempt::Duplicate);
+                    return Ok(StoreOutcome::Duplicate);
                 }
                 handler
                     .handle(event, Effects::none())
@@ -77,7 +77,7 @@ impl Store {
                 let mut pause = std::time::Duration::from_millis(50);
                 for _ in 0..6 {
                     match s.record(&event.meta.event_id, "applied").await {
-                        Ok(()) => return Ok(Attempt::Applied),
+                        Ok(()) => return Ok(StoreOutcome::Applied),
                         Err(AttemptError::Store(e)) => tracing::warn!(error = %e, "retrying the Redis SET"),
                         Err(e) => return Err(e),
                     }
@@ -88,7 +88,7 @@ impl Store {
                     event_id = %event.meta.event_id,
                     "the event was applied but Redis did not record it: a redelivery would apply it again"
                 );
-                Ok(Attempt::Applied)
+                Ok(StoreOutcome::Applied)
             }
         }
     }
