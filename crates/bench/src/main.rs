@@ -24,6 +24,7 @@ mod perfsum;
 mod pg;
 mod procstat;
 mod profile;
+mod raw_ceiling;
 mod relay;
 mod report;
 mod stats;
@@ -286,9 +287,11 @@ async fn bench_main(args: Args) -> Result<()> {
             for run in 1..=runs {
                 let r = throughput::run(&bench, *case, None, case_peers).await?;
                 eprintln!(
-                    "bench: throughput {} rows/tx run {run}/{runs}: ceiling {:.0} rows/s, outboxd {} ({:.1} s pre-writing)",
+                    "bench: throughput {} rows/tx run {run}/{runs}: ceiling {:.0} rows/s (pg_recvlogical {:.0}, raw client {:.0}), outboxd {} ({:.1} s pre-writing)",
                     case.per_tx,
                     r.ceiling_rate(),
+                    r.rows as f64 / r.recvlogical_secs,
+                    r.rows as f64 / r.raw_client_secs,
                     r.relay_rate().map_or("not run".into(), |x| format!(
                         "{x:.0} events/s, ratio {:.2}, peak RSS {:.0} MB",
                         r.ratio().unwrap_or(0.0),
@@ -384,7 +387,11 @@ async fn bench_main(args: Args) -> Result<()> {
         rows,
         load_average()
     );
-    println!("Ceiling: `{}`\n", ceiling::CeilingRun::command_line());
+    println!(
+        "Ceiling: the faster, per run, of `{}` and {}\n",
+        ceiling::CeilingRun::command_line(),
+        raw_ceiling::RawCeilingRun::command_line()
+    );
     if let Some(r) = &bench.relay {
         println!("outboxd: `{}`\n", r.describe());
         if !bench.overrides.is_empty() {

@@ -13,6 +13,7 @@ use crate::perfsum::KnownPids;
 use crate::pg::{BenchDb, PUBLICATION};
 use crate::procstat;
 use crate::profile;
+use crate::raw_ceiling::RawCeilingRun;
 use crate::relay::RunTopics;
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
@@ -41,8 +42,12 @@ pub struct ThroughputResult {
     pub payload_bytes: u64,
     /// WAL bytes from the slots' start to the end position.
     pub wal_bytes: u64,
-    /// pg_recvlogical: spawn to exit at `--endpos`.
+    /// The ceiling: the faster of `recvlogical_secs` and `raw_client_secs`.
     pub ceiling_secs: f64,
+    /// pg_recvlogical: spawn to exit at `--endpos`.
+    pub recvlogical_secs: f64,
+    /// The minimal replication client (`raw_ceiling`) on its twin slot: connect to the end position.
+    pub raw_client_secs: f64,
     /// outboxd's side, unless ceiling-only.
     pub relay: Option<RelayResult>,
     /// The peers' sides (`--peers`), each on its own slot created with the others.
@@ -123,8 +128,10 @@ async fn run_in(
     peers: Option<&Peers>,
 ) -> Result<ThroughputResult> {
     let (ceiling_slot, relay_slot) = (format!("{}_ceiling", db.name), format!("{}_relay", db.name));
+    let raw_slot = format!("{}_raw", db.name);
     let start_lsn = db.create_slot(&ceiling_slot).await?;
     db.create_slot(&relay_slot).await?;
+    db.create_slot(&raw_slot).await?;
     // The peers' slots at the same point, before the rows: every reader gets identical WAL.
     let peer_slots = peers.map_or_else(Vec::new, |p| p.slot_names(&db.name));
     for slot in &peer_slots {
@@ -150,13 +157,29 @@ async fn run_in(
     }
     .run()
     .await?;
+    let (raw, commits) = RawCeilingRun {
+        db_url: &db.url,
+        slot: &raw_slot,
+        publication: PUBLICATION,
+        end_lsn: &end_lsn,
+        timeout,
+    }
+    .run()
+    .await?;
+    let txns = case.rows.div_ceil(case.per_tx.max(1));
+    ensure!(
+        commits >= txns,
+        "the raw client saw {commits} commits, expected at least {txns}"
+    );
     let mut result = ThroughputResult {
         rows: case.rows,
         per_tx: case.per_tx,
         prewrite_secs: prewrite.as_secs_f64(),
         payload_bytes,
         wal_bytes,
-        ceiling_secs: ceiling.as_secs_f64(),
+        ceiling_secs: ceiling.min(raw).as_secs_f64(),
+        recvlogical_secs: ceiling.as_secs_f64(),
+        raw_client_secs: raw.as_secs_f64(),
         relay: None,
         peers: Vec::new(),
     };
