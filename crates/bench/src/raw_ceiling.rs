@@ -45,16 +45,23 @@ impl RawCeilingRun<'_> {
             .with_tls(TlsConfig {
                 mode: SslMode::Disable,
                 ..TlsConfig::default()
-            })
-            .with_stop_lsn(end);
+            });
         let started = Instant::now();
         let mut client = ReplicationClient::connect(config).await?;
         let mut commits = 0u64;
         let drain = async {
+            // As pg_recvlogical's --endpos: done at a commit, or a keepalive, at or past the end position.
             while let Some(event) = client.recv().await? {
-                if let ReplicationEvent::Commit { end_lsn, .. } = event {
-                    commits += 1;
-                    client.update_applied_lsn(end_lsn);
+                match event {
+                    ReplicationEvent::Commit { end_lsn, .. } => {
+                        commits += 1;
+                        client.update_applied_lsn(end_lsn);
+                        if end_lsn >= end {
+                            break;
+                        }
+                    }
+                    ReplicationEvent::KeepAlive { wal_end, .. } if wal_end >= end => break,
+                    _ => {}
                 }
             }
             anyhow::Ok(())
@@ -67,6 +74,8 @@ impl RawCeilingRun<'_> {
                 self.timeout
             ),
         }
-        Ok((started.elapsed(), commits))
+        let elapsed = started.elapsed();
+        let _ = client.shutdown().await;
+        Ok((elapsed, commits))
     }
 }
