@@ -56,9 +56,12 @@ impl Inbox {
             move |source| ConsumerError::PostgresUnavailable { what, source }
         };
         let client = connect(url).await.map_err(unavailable("connect"))?;
+        // Instances of a group start together: CREATE TABLE IF NOT EXISTS is not safe against a concurrent one
+        // (a unique violation in pg_type), so the creation is serialized by a transaction-scoped advisory lock.
         client
             .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {table} (
+                "BEGIN; SELECT pg_advisory_xact_lock(hashtext('outboxd-consumer inbox {table}'));
+                CREATE TABLE IF NOT EXISTS {table} (
                     consumer_group text        NOT NULL,
                     event_id       text        NOT NULL,
                     topic          text        NOT NULL,
@@ -67,7 +70,7 @@ impl Inbox {
                     outcome        text        NOT NULL,
                     handled_at     timestamptz NOT NULL DEFAULT now(),
                     PRIMARY KEY (consumer_group, event_id)
-                )"
+                ); COMMIT"
             ))
             .await
             .map_err(unavailable(&format!("CREATE TABLE IF NOT EXISTS {table}")))?;
