@@ -58,21 +58,14 @@ async fn two_instances_with_one_sigkilled_repeatedly_apply_every_event_exactly_o
         let mut rng = rand::rngs::StdRng::from_entropy();
         for _ in 0..KILLS {
             let before = applied_by(&world, "b").await;
-            let b = RefCell::new(ChildConsumer::spawn(&config, "b", &log.path, None));
+            let mut b = ChildConsumer::spawn(&config, "b", &log.path, None);
             // B has joined, the group rebalanced, and B applies events of its share.
-            wait_until("instance b to apply events after a rebalance", WAIT, || async {
-                if let Some(s) = b.borrow_mut().exited() {
-                    panic!(
-                        "instance b exited on its own ({}):\n{}",
-                        describe(s),
-                        log.tail(40)
-                    );
-                }
-                (applied_by(&world, "b").await > before).then_some(())
+            b.wait_applying(&log, "instance b to apply events after a rebalance", || async {
+                applied_by(&world, "b").await > before
             })
             .await;
             tokio::time::sleep(Duration::from_millis(rng.gen_range(0..500))).await; // a random kill time
-            b.into_inner().kill().await;
+            b.kill().await;
             relay.assert_running();
         }
         killing.store(false, Ordering::Relaxed);

@@ -6,7 +6,6 @@ mod support;
 
 use outboxd_testkit::wait_until;
 use rand::{Rng, SeedableRng};
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::child::{describe, ChildConsumer, ChildLog};
@@ -41,21 +40,15 @@ async fn sigkilled_consumer_applies_every_event_exactly_once_with_the_inbox() {
         let mut rng = rand::rngs::StdRng::from_entropy();
         for _ in 0..KILLS {
             let before = count(&world.db.client).await;
-            let child = RefCell::new(ChildConsumer::spawn(&config, "kill-test-0", &log.path, None));
+            let mut child = ChildConsumer::spawn(&config, "kill-test-0", &log.path, None);
             // Kill only a consumer that is applying events: the kill must land mid-stream.
-            wait_until("the consumer to apply events", WAIT, || async {
-                if let Some(s) = child.borrow_mut().exited() {
-                    panic!(
-                        "the consumer exited on its own ({}):\n{}",
-                        describe(s),
-                        log.tail(40)
-                    );
-                }
-                (count(&world.db.client).await > before).then_some(())
-            })
-            .await;
+            child
+                .wait_applying(&log, "the consumer to apply events", || async {
+                    count(&world.db.client).await > before
+                })
+                .await;
             tokio::time::sleep(Duration::from_millis(rng.gen_range(0..400))).await; // a random kill time
-            let status = child.into_inner().kill().await;
+            let status = child.kill().await;
             assert_eq!(describe(status), "signal 9", "{}", log.tail(40));
             relay.assert_running();
         }

@@ -11,11 +11,10 @@ use outboxd_testkit::wait_until;
 use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::child::{describe, ChildConsumer, ChildLog};
+use support::child::{ChildConsumer, ChildLog};
 use support::projection::{audit, count, distinct, Projection};
 use support::{redis_url, World, WAIT};
 
@@ -51,25 +50,14 @@ async fn redis_store_absorbs_redeliveries_of_recorded_events_under_sigkill() {
         let mut rng = rand::rngs::StdRng::from_entropy();
         for _ in 0..KILLS {
             let before = count(&world.db.client).await;
-            let child = RefCell::new(ChildConsumer::spawn(
-                &config,
-                "redis",
-                &log.path,
-                Some(&world.db.url),
-            ));
-            wait_until("the consumer to apply events", WAIT, || async {
-                if let Some(s) = child.borrow_mut().exited() {
-                    panic!(
-                        "the consumer exited on its own ({}):\n{}",
-                        describe(s),
-                        log.tail(40)
-                    );
-                }
-                (count(&world.db.client).await > before).then_some(())
-            })
-            .await;
+            let mut child = ChildConsumer::spawn(&config, "redis", &log.path, Some(&world.db.url));
+            child
+                .wait_applying(&log, "the consumer to apply events", || async {
+                    count(&world.db.client).await > before
+                })
+                .await;
             tokio::time::sleep(Duration::from_millis(rng.gen_range(0..300))).await; // a random kill time
-            child.into_inner().kill().await;
+            child.kill().await;
         }
         killing.store(false, Ordering::Relaxed);
         KILLS

@@ -15,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::time::Duration;
 use support::binary::{LogFile, Outboxd};
 use support::fault::{committed_ids, Writers};
-use support::{assert_exactly_once, assert_per_key_order, Env, WAIT};
+use support::{assert_exactly_once, assert_per_key_order, metric, Env, WAIT};
 
 const PENDING: i64 = 100_000;
 
@@ -128,23 +128,15 @@ async fn a_backfill_and_the_stream_through_ten_kills_relay_every_row_once() {
     )
     .await;
     // Progress is in /metrics: the rows the table held when the slot was created, and the backfill's.
-    let page = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let gauge = |name: &str| -> f64 {
-        let line = page.lines().find(|l| l.starts_with(&format!("{name} ")));
-        line.and_then(|l| l.split(' ').nth(1)?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /metrics:\n{page}"))
-    };
     // The writers were already running: the rows they wrote before the slot existed predate it too (and,
     // PENDING, are backfilled); the SENT ones are counted but not relayed.
-    let before = gauge("outboxd_rows_before_slot");
+    let before = metric(metrics_port, "outboxd_rows_before_slot").await;
     assert!(before >= 102_000.0, "{before}");
-    assert_eq!(gauge("outboxd_backfill_relayed_rows"), before - 2_000.0);
-    assert_eq!(gauge("outboxd_backfill_complete"), 1.0);
+    assert_eq!(
+        metric(metrics_port, "outboxd_backfill_relayed_rows").await,
+        before - 2_000.0
+    );
+    assert_eq!(metric(metrics_port, "outboxd_backfill_complete").await, 1.0);
     clean.terminate();
     assert!(clean.wait(WAIT).await.success(), "SIGTERM exits 0");
 

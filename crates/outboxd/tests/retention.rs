@@ -12,7 +12,7 @@ use outboxd_testkit::{unique_name, wait_until};
 use std::collections::{BTreeMap, BTreeSet};
 use support::binary::{LogFile, Outboxd};
 use support::fault::Writers;
-use support::{Env, WAIT};
+use support::{metric, Env, WAIT};
 
 /// What the table and the topic hold, read in that order.
 struct Seen {
@@ -148,17 +148,7 @@ async fn retention_deletes_only_relayed_rows() {
     })
     .await;
     writers.stop().await;
-    let page = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let deleted: f64 = page
-        .lines()
-        .find_map(|l| l.strip_prefix("outboxd_retention_deleted_rows_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("outboxd_retention_deleted_rows_total in /metrics:\n{page}"));
+    let deleted = metric(metrics_port, "outboxd_retention_deleted_rows_total").await;
     assert!(deleted > 0.0, "this instance deleted rows: {deleted}");
     relay.terminate();
     assert!(relay.wait(WAIT).await.success());

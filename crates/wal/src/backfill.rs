@@ -120,8 +120,6 @@ pub struct BackfillChunk {
     pub events: Vec<OutboxEvent>,
     /// The key of the last row read (kept or not): where the next chunk starts.
     pub last_key: Option<Vec<String>>,
-    /// Rows read, including those left out (inserted after the slot, or not matching the predicate).
-    pub scanned: usize,
     /// True when this chunk reached the end of the table.
     pub end: bool,
 }
@@ -205,7 +203,6 @@ impl BackfillReader {
         }
         .map_err(WalError::pg("reading a backfill chunk"))?;
         let mut chunk = BackfillChunk {
-            scanned: rows.len(),
             end: rows.len() < self.limit,
             ..BackfillChunk::default()
         };

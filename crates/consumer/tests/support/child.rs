@@ -123,6 +123,26 @@ impl ChildConsumer {
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().unwrap()
     }
+
+    /// Waits (up to [`WAIT`]) until `progressed` says the child applies events; fails at once, with the log's
+    /// tail, when it exits on its own.
+    pub async fn wait_applying<Fut>(&mut self, log: &ChildLog, what: &str, progressed: impl Fn() -> Fut)
+    where
+        Fut: std::future::Future<Output = bool>,
+    {
+        let child = std::cell::RefCell::new(self);
+        outboxd_testkit::wait_until(what, WAIT, || async {
+            if let Some(s) = child.borrow_mut().exited() {
+                panic!(
+                    "{what}: the consumer exited on its own ({}):\n{}",
+                    describe(s),
+                    log.tail(40)
+                );
+            }
+            progressed().await.then_some(())
+        })
+        .await;
+    }
 }
 
 /// A log file for the children, kept when the test fails.

@@ -395,7 +395,6 @@ impl BackfillRows for MemoryBackfill {
         Ok(BackfillChunk {
             events: rows.iter().map(|(_, e)| e.clone()).collect(),
             last_key: rows.last().map(|(k, _)| vec![k.clone()]),
-            scanned: rows.len(),
             end: rows.len() < self.chunk,
         })
     }

@@ -1,5 +1,6 @@
 //! One attempt of the pipeline, in the order exactly-once needs: the sink starts (`init_transactions`, then
-//! the checkpoint `C`), then replication starts with `skip_through = C`, then transactions stream until
+//! the checkpoint `C`), then a new slot's origin is recorded and any backfill runs (`backfill.rs`, `C` does
+//! not move), then replication starts with `skip_through = C`, then transactions stream until
 //! shutdown, a fault, or a failure. Only after `commit_transaction` returns is an end LSN confirmed.
 
 use super::error::AttemptFailure;

@@ -439,6 +439,21 @@ pub fn assert_per_key_order(records: &[Record], expected: &[String]) {
     }
 }
 
+/// The value of an unlabelled metric on the `/metrics` page served at `127.0.0.1:port` (panics, showing the
+/// page, when it is absent).
+pub async fn metric(port: u16, name: &str) -> f64 {
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("{name} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics:\n{page}"))
+}
+
 /// The registry's schema with that id.
 pub async fn schema_by_id(registry_url: &str, id: u32) -> apache_avro::Schema {
     let body: serde_json::Value = reqwest::get(format!("{registry_url}/schemas/ids/{id}"))
