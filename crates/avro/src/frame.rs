@@ -1,6 +1,9 @@
 //! Avro binary in the Confluent wire format: magic byte 0, the schema id as 4 big-endian bytes, the datum.
 //!
-//! Pure. [`encode_payload`] is the whole hot path: JSON bytes -> [`Value`] -> framed Avro binary.
+//! Pure. [`encode_payload`] is the whole hot path: JSON bytes -> framed Avro binary in one pass, driven by
+//! the schema's compiled plan ([`crate::onepass`]), with no JSON or Avro value tree in between.
+//! [`encode_payload_tree`] is the reference it must match byte for byte and rejection for rejection:
+//! JSON bytes -> `serde_json::Value` -> [`Value`] ([`payload_to_value`]) -> apache_avro's writer.
 
 use crate::config::UnknownFields;
 use crate::convert::Converter;
@@ -107,8 +110,20 @@ pub fn payload_to_value(
         })
 }
 
-/// The hot path: JSON payload -> Confluent-framed Avro under `schema_id`.
+/// The hot path: JSON payload -> Confluent-framed Avro under `schema_id`, in one pass (see
+/// [`crate::onepass`]). Same bytes and same rejections as [`encode_payload_tree`].
 pub fn encode_payload(
+    schema: &LoadedSchema,
+    schema_id: u32,
+    payload: &[u8],
+    unknown_fields: UnknownFields,
+) -> Result<Vec<u8>, Rejection> {
+    crate::onepass::encode(&schema.plan, &schema.origin, schema_id, payload, unknown_fields)
+}
+
+/// The reference path: JSON payload -> `serde_json::Value` -> Avro [`Value`] -> apache_avro's writer ->
+/// Confluent frame. Kept to hold [`encode_payload`] to it in tests and to measure against.
+pub fn encode_payload_tree(
     schema: &LoadedSchema,
     schema_id: u32,
     payload: &[u8],

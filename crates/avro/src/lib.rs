@@ -4,8 +4,13 @@
 //! ```text
 //!  start:  schema_dir/*.avsc ──parse──▶ LoadedSchema ──gate (level, compatibility, register)──▶ id
 //!          "latest" sources ──GET /subjects/{s}/versions/latest──────────────────────────────▶ id
-//!  event:  payload JSON ──convert (walk JSON + schema)──▶ Value ──Avro binary──▶ [0][id BE][datum]
+//!  load:   LoadedSchema ──compile──▶ Plan (refs resolved, field lookup, union branches, defaults as bytes)
+//!  event:  payload JSON ──one pass (serde_json streaming + Plan)──▶ [0][id BE][datum]
 //! ```
+//!
+//! The event path builds no value tree ([`onepass`]); the tree path it must match byte for byte and
+//! rejection for rejection (JSON tree ──[`convert`]──▶ Avro `Value` ──apache_avro──▶ datum) is kept as the
+//! reference ([`frame::encode_payload_tree`]) and for [`explain`].
 //!
 //! Guarantees:
 //! - Nothing is encoded under a schema that has not passed the gate: at [`Encoder::connect`] for subjects
@@ -26,6 +31,7 @@ pub mod error;
 pub mod explain;
 pub mod frame;
 pub mod gate;
+pub mod onepass;
 pub mod registry;
 pub mod schemas;
 

@@ -6,13 +6,15 @@
 use crate::config::{AvroConfig, SchemaSource};
 use crate::convert::named_types;
 use crate::error::AvroError;
+use crate::onepass::Plan;
 use apache_avro::schema::Names;
 use apache_avro::Schema;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A parsed schema, ready to convert payloads: the schema, its named types, the text registered for it.
+/// A parsed schema, ready to convert payloads: the schema, its named types, its compiled encoding plan, the
+/// text registered for it.
 #[derive(Debug)]
 pub struct LoadedSchema {
     /// The parsed schema.
@@ -27,6 +29,8 @@ pub struct LoadedSchema {
     pub origin: String,
     /// Whether the schema refers to a named type by name (then writing needs the names resolved).
     pub has_refs: bool,
+    /// The schema compiled for the one-pass encoder ([`crate::frame::encode_payload`]).
+    pub plan: Arc<Plan>,
 }
 
 impl LoadedSchema {
@@ -37,6 +41,7 @@ impl LoadedSchema {
         let names = named_types(&schema).map_err(|e| format!("unresolvable named types: {e}"))?;
         let fullname = schema.name().map(|n| n.fullname(None));
         let has_refs = has_refs(&schema);
+        let plan = Arc::new(Plan::compile(&schema, &names));
         Ok(LoadedSchema {
             schema,
             names,
@@ -44,6 +49,7 @@ impl LoadedSchema {
             fullname,
             origin: origin.into(),
             has_refs,
+            plan,
         })
     }
 

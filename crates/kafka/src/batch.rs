@@ -115,10 +115,13 @@ impl Batch {
 
     /// True when it may and should be committed now: a size limit is reached or the linger time is over.
     pub fn due(&self, config: &BatchConfig, now: Instant) -> bool {
+        self.full(config) || self.deadline(config).is_some_and(|d| now >= d)
+    }
+
+    /// True when it may be committed and a size limit is reached.
+    pub fn full(&self, config: &BatchConfig) -> bool {
         self.committable()
-            && (self.counts.records() >= config.max_events
-                || self.counts.bytes >= config.max_bytes
-                || self.deadline(config).is_some_and(|d| now >= d))
+            && (self.counts.records() >= config.max_events || self.counts.bytes >= config.max_bytes)
     }
 
     /// When the linger time of a committable batch runs out (`None` when it is not committable).
@@ -246,12 +249,15 @@ mod tests {
             b.due(&config(), t0 + Duration::from_millis(50)),
             "empty transactions still checkpoint"
         );
+        assert!(!b.full(&config()), "the linger is not a size limit");
         b.begin_pg(begin(2), t0).unwrap();
         for _ in 0..3 {
             b.add_event(1).unwrap();
+            assert!(!b.full(&config()), "never full inside a Postgres transaction");
         }
         b.end_pg(commit(2)).unwrap();
         assert!(b.due(&config(), t0), "max_events reached");
+        assert!(b.full(&config()), "max_events reached");
     }
 
     #[test]

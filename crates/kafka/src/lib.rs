@@ -54,6 +54,7 @@ pub use dead_letter::DeadLetter;
 pub use dlq_reader::DlqReader;
 pub use error::SinkError;
 pub use headers::{parse_rfc3339_micros, rfc3339_micros, HeaderList};
+pub use producer::producer_record;
 pub use record::{record_size, DlqReason, ReadyRecord, Written};
 pub use replayer::{ReplayIdentity, Replayer};
 pub use sink::{Committed, Sink, SinkIdentity};

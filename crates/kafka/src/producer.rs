@@ -110,6 +110,33 @@ impl<'a> OutRecord<'a> {
             headers: &record.headers,
         }
     }
+
+    /// The librdkafka record `send` hands to the producer: topic, key, value, and the headers copied into a
+    /// librdkafka header list.
+    fn base_record(&self) -> BaseRecord<'a, [u8], [u8]> {
+        let mut headers = OwnedHeaders::new_with_capacity(self.headers.len());
+        for (k, v) in self.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        let mut rec: BaseRecord<'a, [u8], [u8]> = BaseRecord::to(self.topic).headers(headers);
+        if let Some(k) = self.key {
+            rec = rec.key(k);
+        }
+        if let Some(v) = self.value {
+            rec = rec.payload(v);
+        }
+        rec
+    }
+}
+
+/// The librdkafka record the sink would send for `record` (topic, key, value, headers copied into librdkafka's
+/// header list), built exactly as [`crate::Sink::produce`] builds it, but not sent. For measuring the hot path
+/// without a broker (`outboxd-bench`'s `hotpath`).
+pub fn producer_record(record: &crate::ReadyRecord) -> BaseRecord<'_, [u8], [u8]> {
+    OutRecord::of(record).base_record()
 }
 
 /// The transactional producer.
@@ -347,20 +374,7 @@ impl TxnProducer {
     /// Queues one record in the open transaction, waiting (without blocking the thread) while librdkafka's
     /// queue is full. Gives up as aborted after the transaction timeout.
     pub async fn send(&self, record: &OutRecord<'_>) -> Result<Sent, SinkError> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (k, v) in record.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v),
-            });
-        }
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(record.topic).headers(headers);
-        if let Some(k) = record.key {
-            rec = rec.key(k);
-        }
-        if let Some(v) = record.value {
-            rec = rec.payload(v);
-        }
+        let mut rec = record.base_record();
         let deadline = Instant::now() + self.commit_timeout;
         let mut pause = Duration::from_micros(200);
         loop {

@@ -167,9 +167,14 @@ impl Sink {
         self.batch.committable()
     }
 
-    /// True when the open Kafka transaction should be committed now (a batch limit or the linger time).
-    pub fn commit_due(&self) -> bool {
-        self.batch.due(&self.config.batch, Instant::now())
+    /// True when the open Kafka transaction should be committed now: a size limit is reached, or the linger
+    /// time is over and no more received events are `waiting` (those go into this transaction first: they
+    /// are here already, and a commit before them would only add a commit's time to their latency).
+    pub fn commit_due(&self, waiting: bool) -> bool {
+        match waiting {
+            true => self.batch.full(&self.config.batch),
+            false => self.batch.due(&self.config.batch, Instant::now()),
+        }
     }
 
     /// When the linger time of a committable transaction runs out.

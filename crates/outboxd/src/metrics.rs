@@ -12,6 +12,8 @@ pub const BYTES_PRODUCED: &str = "outboxd_bytes_produced_total";
 pub const KAFKA_TRANSACTIONS: &str = "outboxd_kafka_transactions_total";
 /// Seconds `commit_transaction` took.
 pub const COMMIT_DURATION: &str = "outboxd_kafka_commit_duration_seconds";
+/// Events the stage decided while a Kafka commit was in flight (written right after it).
+pub const EVENTS_DECIDED_AHEAD: &str = "outboxd_events_decided_during_commit_total";
 /// Seconds from the Postgres commit to the Kafka commit holding the event.
 pub const END_TO_END_LATENCY: &str = "outboxd_end_to_end_latency_seconds";
 /// Bytes of WAL between the server's current position and the slot's confirmed position (sampled).
@@ -66,6 +68,10 @@ fn describe() {
     describe_counter!(BYTES_PRODUCED, Unit::Bytes, "Bytes produced to routed topics");
     describe_counter!(KAFKA_TRANSACTIONS, "Kafka transactions by outcome");
     describe_histogram!(COMMIT_DURATION, Unit::Seconds, "Duration of commit_transaction");
+    describe_counter!(
+        EVENTS_DECIDED_AHEAD,
+        "Events decided (routed, encoded) while a Kafka commit was in flight"
+    );
     describe_histogram!(
         END_TO_END_LATENCY,
         Unit::Seconds,

@@ -66,8 +66,11 @@ async fn a_full_broker_disk_stops_the_stream_and_it_resumes_once_space_is_freed(
     env.config.kafka.bootstrap_servers = broker.bootstrap.clone();
     env.services.kafka_bootstrap = broker.bootstrap.clone();
     env.config.kafka.transaction_timeout_ms = 10_000;
-    // Transactions open for a while, so that the disk fills under one.
-    env.config.kafka.batch.linger_ms = 1_000;
+    // Transactions open for a while, so that the disk fills under one: the open transaction seen below must
+    // still be open when dd has filled the disk. With a 1 s linger it sometimes committed in between (the
+    // probe for it takes a few hundred ms), and the next one then failed before writing a record: no aborted
+    // copy. 5 s leaves seconds of margin, and stays well under the 10 s transaction timeout.
+    env.config.kafka.batch.linger_ms = 5_000;
     env.config.restart.max_restarts = Some(1_000);
     let writers = Writers::start(&env.db.url, "disk", 2);
     let running = env.spawn(FaultPlan::none());

@@ -1,4 +1,5 @@
-//! JSON payload to Avro [`Value`], walking the JSON and the schema together (pure; the hot path).
+//! JSON payload to Avro [`Value`], walking the JSON and the schema together (pure). The reference for the
+//! one-pass hot path ([`crate::onepass`]), which applies these same rules without building either tree.
 //!
 //! Rules, per schema type: records from objects (absent fields take their schema default, else fail;
 //! undeclared fields fail or are dropped per [`UnknownFields`]); arrays, maps; enums from a symbol; `bytes`

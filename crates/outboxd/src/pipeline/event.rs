@@ -37,12 +37,26 @@ pub(crate) struct EventContext<'a, 's, K, E> {
 impl<K: EventSink, E: PayloadEncoder> EventContext<'_, '_, K, E> {
     /// Decides and writes one event.
     pub(crate) async fn handle(&mut self, event: &OutboxEvent) -> Result<Handled, AttemptFailure> {
+        self.handle_decided(event, None).await
+    }
+
+    /// Writes one event, with the stage's decision when it was taken ahead (during a commit; see `ahead.rs`),
+    /// else decided now.
+    pub(crate) async fn handle_decided(
+        &mut self,
+        event: &OutboxEvent,
+        decided: Option<Prepared>,
+    ) -> Result<Handled, AttemptFailure> {
         let (stage, time) = (self.stage, self.commit_time_us);
-        let prepared =
-            match patiently(self.patience, self.shutdown.wait(), || stage.prepare(event, time)).await? {
-                Waited::Done(p) => p,
-                Waited::Interrupted => return Ok(Handled::Interrupted),
-            };
+        let prepared = match decided {
+            Some(p) => p,
+            None => {
+                match patiently(self.patience, self.shutdown.wait(), || stage.prepare(event, time)).await? {
+                    Waited::Done(p) => p,
+                    Waited::Interrupted => return Ok(Handled::Interrupted),
+                }
+            }
+        };
         let rejection = match prepared {
             Prepared::Ready(record) => match self.sink.produce(&record).await? {
                 Written::Queued => return Ok(Handled::Produced),

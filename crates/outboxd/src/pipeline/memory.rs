@@ -71,6 +71,8 @@ pub(crate) struct World {
     pub before_slot: Vec<(String, OutboxEvent)>,
     /// Rows per backfill chunk.
     pub chunk_rows: usize,
+    /// How many times a commit yields to the scheduler before it completes (a commit in flight).
+    pub commit_yields: usize,
 }
 
 /// The shared world, and a counter of its changes (for tests to wait on).
@@ -299,7 +301,8 @@ impl EventSink for MemorySink {
     fn committable(&self) -> bool {
         self.open.is_some() && !self.pg_open && self.last_end.is_some()
     }
-    fn commit_due(&self) -> bool {
+    // No linger here: only the size limit (Postgres transactions per commit), whatever is waiting.
+    fn commit_due(&self, _waiting: bool) -> bool {
         self.committable() && self.txns >= self.memory.world().txns_per_commit
     }
     fn commit_deadline(&self) -> Option<Instant> {
@@ -309,6 +312,10 @@ impl EventSink for MemorySink {
         let (Some(records), Some(end)) = (self.open.take(), self.last_end.take()) else {
             return Ok(None);
         };
+        let yields = self.memory.world().commit_yields;
+        for _ in 0..yields {
+            tokio::task::yield_now().await;
+        }
         self.txns = 0;
         let failing = {
             let mut world = self.memory.world();

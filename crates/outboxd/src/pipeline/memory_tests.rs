@@ -391,3 +391,66 @@ async fn a_backfill_without_a_recorded_origin_halts_naming_the_fix() {
     assert!(e.to_string().contains("outboxd slot drop"), "{e}");
     assert!(committed_ids(&memory).is_empty());
 }
+
+/// Commits that stay in flight for a while: the events behind them are decided meanwhile (the counter says
+/// so), and written after them in stream order, exactly once, across aborted commits too.
+#[test]
+fn events_decided_during_a_commit_are_written_after_it_in_order() {
+    let ids: Vec<Vec<String>> = (0..300)
+        .map(|t| {
+            (0..1 + t % 3)
+                .map(|n| match (t * 7 + n) % 31 {
+                    0 => format!("bad{t}-{n}"),
+                    _ => format!("e{t}-{n}"),
+                })
+                .collect()
+        })
+        .collect();
+    let strs: Vec<Vec<&str>> = ids
+        .iter()
+        .map(|t| t.iter().map(String::as_str).collect())
+        .collect();
+    let txns: Vec<&[&str]> = strs.iter().map(Vec::as_slice).collect();
+    let memory = Memory::new(wal(&txns));
+    {
+        let mut world = memory.world();
+        world.commit_yields = 40;
+        world.txns_per_commit = 5; // 300 is a multiple: the memory sink has no linger
+        world.failing_commits.extend([3, 8]);
+    }
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let last = Lsn(txns.len() as u64 * 100);
+    let (reason, restarts) = metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(run(&memory, quick_restarts(), memory.logged(Op::Confirm(last))))
+    })
+    .unwrap();
+    assert_eq!((reason, restarts), (StopReason::Shutdown, 2));
+
+    let want: Vec<(String, String)> = ids
+        .iter()
+        .flatten()
+        .map(|id| {
+            let topic = if id.starts_with("bad") { DLQ } else { TOPIC };
+            (topic.to_string(), id.clone())
+        })
+        .collect();
+    let world = memory.world();
+    let got: Vec<(String, String)> = world.committed.iter().flat_map(|t| t.records.clone()).collect();
+    assert_eq!(got, want, "every event once, in stream order");
+    assert_commit_before_confirm(&world.log);
+    let rendered = handle.render();
+    let ahead: f64 = rendered
+        .lines()
+        .find_map(|l| l.strip_prefix("outboxd_events_decided_during_commit_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no decided-ahead counter in:\n{rendered}"));
+    assert!(
+        ahead >= 100.0,
+        "events were decided while commits were in flight: {ahead}"
+    );
+}

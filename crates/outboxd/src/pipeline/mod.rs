@@ -5,6 +5,7 @@
 //! aborted Kafka transaction, registry away at start) aborts, drops the replication connection and starts
 //! again after a backoff. Nothing is replayed from memory: Postgres resends, the checkpoint skips.
 
+mod ahead;
 mod backfill;
 mod config;
 mod error;

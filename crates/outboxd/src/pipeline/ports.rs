@@ -36,7 +36,8 @@ pub(crate) trait EventSink: Send {
     /// True when the open transaction holds only whole Postgres transactions and can be committed.
     fn committable(&self) -> bool;
     /// True when it should be committed now (a batch limit).
-    fn commit_due(&self) -> bool;
+    /// `waiting`: more received events are queued (see [`Sink::commit_due`]).
+    fn commit_due(&self, waiting: bool) -> bool;
     /// When the linger time of a committable transaction runs out.
     fn commit_deadline(&self) -> Option<Instant>;
     /// Writes the checkpoint and commits; only then may its end LSN be confirmed. `None`: nothing was open.
@@ -180,8 +181,8 @@ impl EventSink for Sink {
     fn committable(&self) -> bool {
         Sink::committable(self)
     }
-    fn commit_due(&self) -> bool {
-        Sink::commit_due(self)
+    fn commit_due(&self, waiting: bool) -> bool {
+        Sink::commit_due(self, waiting)
     }
     fn commit_deadline(&self) -> Option<Instant> {
         Sink::commit_deadline(self)

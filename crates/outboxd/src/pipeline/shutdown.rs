@@ -22,6 +22,16 @@ impl<'a> Shutdown<'a> {
         }
     }
 
+    /// Looks, without waiting, whether shutdown was requested (for loops that do not pass through an
+    /// `await` on [`Shutdown::wait`] for a while).
+    pub(crate) fn requested(&mut self) -> bool {
+        if !self.fired {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            self.fired = self.fut.as_mut().poll(&mut cx).is_ready();
+        }
+        self.fired
+    }
+
     /// True once shutdown was requested and seen.
     pub(crate) fn fired(&self) -> bool {
         self.fired

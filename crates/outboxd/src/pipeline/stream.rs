@@ -1,8 +1,10 @@
 //! One attempt of the pipeline, in the order exactly-once needs: the sink starts (`init_transactions`, then
 //! the checkpoint `C`), then a new slot's origin is recorded and any backfill runs (`backfill.rs`, `C` does
 //! not move), then replication starts with `skip_through = C`, then transactions stream until
-//! shutdown, a fault, or a failure. Only after `commit_transaction` returns is an end LSN confirmed.
+//! shutdown, a fault, or a failure. Only after `commit_transaction` returns is an end LSN confirmed. While a
+//! commit is in flight the next events are received and decided ahead (`ahead.rs`), and written after it.
 
+use super::ahead::{Queue, Queued};
 use super::error::AttemptFailure;
 use super::event::{EventContext, Handled};
 use super::fault::{FaultAction, FaultPlan, FaultPoint};
@@ -13,15 +15,15 @@ use crate::http::Health;
 use crate::metrics as m;
 use crate::registry_wait::Patience;
 use outboxd_core::{Lsn, SlotOrigin, TxEvent};
+use outboxd_kafka::{Committed, SinkError};
 use outboxd_record::{PayloadEncoder, Stage};
 use outboxd_wal::WalError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// The most events taken from the source channel at once. Events left in a batch when an attempt ends were
-/// never confirmed: the next attempt reads them again from Postgres.
-const RECV_BATCH: usize = 512;
+/// How many queued events are handled between two looks at the shutdown future.
+const SHUTDOWN_CHECK_EVERY: u32 = 256;
 
 /// How an attempt ended without an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +53,8 @@ pub(crate) struct Attempt<'a, P: Endpoints, E> {
     source: Option<P::Source>,
     /// The source's events (a closed channel until the stream starts, after any backfill).
     rx: mpsc::Receiver<TxEvent>,
+    /// Events received and not yet handled, some decided ahead during a commit.
+    queue: Queue,
     /// The origin of a slot this process created, until a checkpoint records it.
     pub(super) created: Option<SlotOrigin>,
     /// The checkpoint read at start: transactions ending at or below it are already in Kafka.
@@ -87,6 +91,7 @@ impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
             sink,
             source: None,
             rx: mpsc::channel(1).1,
+            queue: Queue::new(),
             created,
             skip_through,
             skipping: false,
@@ -123,8 +128,22 @@ impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
         if let Some(end) = self.start_stream(shutdown).await? {
             return Ok(end);
         }
-        let mut batch = Vec::with_capacity(RECV_BATCH);
+        let mut handled = 0u32;
         loop {
+            if !self.queue.is_empty() {
+                handled = handled.wrapping_add(1);
+                if handled % SHUTDOWN_CHECK_EVERY == 0 && shutdown.requested() {
+                    return self.finish().await;
+                }
+                if let Some(q) = self.queue.pop() {
+                    if let Some(end) = self.on_event(q, shutdown).await? {
+                        return Ok(end);
+                    }
+                }
+                // The linger time is checked at each Postgres commit (`commit_due`), as the deadline
+                // exists only between Postgres transactions.
+                continue;
+            }
             let deadline = self.sink.commit_deadline();
             let linger = async {
                 match deadline {
@@ -136,14 +155,9 @@ impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
                 biased;
                 _ = shutdown.wait() => return self.finish().await,
                 // Take whatever the source has queued in one go: one wake-up per batch instead of per event.
-                received = self.rx.recv_many(&mut batch, RECV_BATCH) => {
-                    if received == 0 {
+                received = self.queue.receive(&mut self.rx) => {
+                    if !received {
                         return Err(self.source_ended().await);
-                    }
-                    for event in batch.drain(..) {
-                        if let Some(end) = self.on_event(event, shutdown).await? {
-                            return Ok(end);
-                        }
                     }
                 }
                 _ = linger => {
@@ -157,9 +171,10 @@ impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
 
     async fn on_event(
         &mut self,
-        event: TxEvent,
+        queued: Queued,
         shutdown: &mut Shutdown<'_>,
     ) -> Result<Option<Ended>, AttemptFailure> {
+        let Queued { event, prepared, .. } = queued;
         match event {
             TxEvent::Begin(begin) => {
                 // The WAL stage already skips what the checkpoint covers; this guards the invariant anyway.
@@ -179,7 +194,7 @@ impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
                     shutdown,
                     commit_time_us: self.commit_time_us,
                 };
-                if cx.handle(&event).await? == Handled::Interrupted {
+                if cx.handle_decided(&event, prepared).await? == Handled::Interrupted {
                     return self.finish().await.map(Some);
                 }
                 if self.ctx.faults.hit(FaultPoint::MidTxn) == Some(FaultAction::Stop) {
@@ -193,7 +208,7 @@ impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
                 }
                 self.sink.end(&commit)?;
                 self.commit_times.push(commit.commit_time_us);
-                if self.sink.commit_due() {
+                if self.sink.commit_due(!self.queue.is_empty()) {
                     return self.commit().await;
                 }
             }
@@ -213,7 +228,7 @@ impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
         if self.ctx.faults.hit(FaultPoint::BeforeCommit) == Some(FaultAction::Stop) {
             return Ok(Some(self.stop_for_fault(FaultPoint::BeforeCommit).await));
         }
-        let Some(committed) = self.sink.commit().await? else {
+        let Some(committed) = self.commit_deciding_ahead().await? else {
             return Ok(None);
         };
         self.committed = true;
@@ -225,6 +240,33 @@ impl<'a, P: Endpoints, E: PayloadEncoder> Attempt<'a, P, E> {
             source.confirm(committed.checkpoint.end_lsn);
         }
         Ok(None)
+    }
+
+    /// Commits the open Kafka transaction while receiving and deciding the next events (bounded; see
+    /// `ahead.rs`). Nothing is written before the commit returns: the producer holds one transaction at a time.
+    async fn commit_deciding_ahead(&mut self) -> Result<Option<Committed>, SinkError> {
+        let Attempt {
+            sink,
+            queue,
+            rx,
+            ctx,
+            commit_time_us,
+            ..
+        } = self;
+        queue.start_ahead(*commit_time_us);
+        let before = queue.decided_ahead;
+        let commit = sink.commit();
+        tokio::pin!(commit);
+        let mut more = true;
+        let committed = loop {
+            tokio::select! {
+                biased;
+                committed = &mut commit => break committed,
+                go = queue.step_ahead(rx, ctx.stage), if more => more = go,
+            }
+        };
+        metrics::counter!(m::EVENTS_DECIDED_AHEAD).increment(queue.decided_ahead - before);
+        committed
     }
 
     /// Records the commit's duration, each committed Postgres transaction's end-to-end latency, and the
