@@ -14,15 +14,14 @@ mod scalar;
 pub(crate) mod time;
 
 pub use path::ConvertError;
-pub(crate) use scalar::describe_schema;
+pub(crate) use scalar::{describe_schema, json_kind, kind_fits, type_key};
 
 use crate::config::UnknownFields;
 use apache_avro::schema::{Names, NamespaceRef, RecordSchema, ResolvedSchema, UnionSchema, UuidSchema};
 use apache_avro::types::Value;
 use apache_avro::Schema;
 use scalar::{
-    decimal_value, duration, enum_value, fixed, float, int, kind_fits, latin1, number_text, time_of_day,
-    timestamp,
+    decimal_value, duration, enum_value, fixed, float, int, latin1, number_text, time_of_day, timestamp,
 };
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -222,7 +221,7 @@ impl<'a> Converter<'a> {
         let mut candidates = 0;
         for (i, s) in variants.iter().enumerate() {
             let resolved = self.resolve(s, ns)?;
-            if !kind_fits(resolved, json) {
+            if !kind_fits(resolved, json_kind(json)) {
                 continue;
             }
             candidates += 1;
@@ -244,30 +243,9 @@ impl<'a> Converter<'a> {
     /// named types; the underlying type's name for logical types).
     fn branch_is(&self, schema: &Schema, key: &str, ns: NamespaceRef<'_>) -> bool {
         let schema = self.resolve(schema, ns).unwrap_or(schema);
-        if let Some(name) = schema.name() {
-            return key == name.name() || key == name.fullname(ns);
-        }
-        key == match schema {
-            Schema::Null => "null",
-            Schema::Boolean => "boolean",
-            Schema::Int | Schema::Date | Schema::TimeMillis => "int",
-            Schema::Long
-            | Schema::TimeMicros
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => "long",
-            Schema::Float => "float",
-            Schema::Double => "double",
-            Schema::Bytes | Schema::BigDecimal | Schema::Decimal(_) | Schema::Uuid(UuidSchema::Bytes) => {
-                "bytes"
-            }
-            Schema::String | Schema::Uuid(_) => "string",
-            Schema::Array(_) => "array",
-            Schema::Map(_) => "map",
-            _ => return false,
+        match schema.name() {
+            Some(name) => key == name.name() || key == name.fullname(ns),
+            None => type_key(schema) == Some(key),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::path::ConvertError;
 use super::{decimal, time};
+use crate::onepass::Kind;
 use apache_avro::schema::{DecimalSchema, EnumSchema, FixedSchema, InnerDecimalSchema, UuidSchema};
 use apache_avro::types::Value;
 use apache_avro::{Days, Decimal, Duration, Millis, Months, Schema};
@@ -176,14 +177,15 @@ pub(super) fn duration(json: &Json) -> Result<Value, ConvertError> {
     )))
 }
 
-/// Whether `json`'s kind can be a value of `schema` (a resolved schema): picks union branches worth trying.
-pub(super) fn kind_fits(schema: &Schema, json: &Json) -> bool {
-    match json {
-        Json::Null => matches!(schema, Schema::Null),
-        Json::Bool(_) => matches!(schema, Schema::Boolean),
-        Json::Array(_) => matches!(schema, Schema::Array(_)),
-        Json::Object(_) => matches!(schema, Schema::Record(_) | Schema::Map(_) | Schema::Duration(_)),
-        Json::Number(_) => matches!(
+/// Whether a JSON value of `kind` can be a value of `schema` (a resolved schema): picks union branches worth
+/// trying (the converter's rule, and the one-pass plan's).
+pub(crate) fn kind_fits(schema: &Schema, kind: Kind) -> bool {
+    match kind {
+        Kind::Null => matches!(schema, Schema::Null),
+        Kind::Bool => matches!(schema, Schema::Boolean),
+        Kind::Array => matches!(schema, Schema::Array(_)),
+        Kind::Object => matches!(schema, Schema::Record(_) | Schema::Map(_) | Schema::Duration(_)),
+        Kind::Number => matches!(
             schema,
             Schema::Int
                 | Schema::Long
@@ -201,7 +203,7 @@ pub(super) fn kind_fits(schema: &Schema, json: &Json) -> bool {
                 | Schema::LocalTimestampMicros
                 | Schema::LocalTimestampNanos
         ),
-        Json::String(_) => !matches!(
+        Kind::String => !matches!(
             schema,
             Schema::Null
                 | Schema::Boolean
@@ -213,6 +215,43 @@ pub(super) fn kind_fits(schema: &Schema, json: &Json) -> bool {
                 | Schema::Union(_)
                 | Schema::Duration(_)
         ),
+    }
+}
+
+/// The type name an unnamed branch answers to in Avro-JSON's tagged union form (`{"<type>": value}`): the
+/// underlying type's name for logical types; `None` for named types (their names) and types without one.
+pub(crate) fn type_key(schema: &Schema) -> Option<&'static str> {
+    Some(match schema {
+        Schema::Null => "null",
+        Schema::Boolean => "boolean",
+        Schema::Int | Schema::Date | Schema::TimeMillis => "int",
+        Schema::Long
+        | Schema::TimeMicros
+        | Schema::TimestampMillis
+        | Schema::TimestampMicros
+        | Schema::TimestampNanos
+        | Schema::LocalTimestampMillis
+        | Schema::LocalTimestampMicros
+        | Schema::LocalTimestampNanos => "long",
+        Schema::Float => "float",
+        Schema::Double => "double",
+        Schema::Bytes | Schema::BigDecimal | Schema::Decimal(_) | Schema::Uuid(UuidSchema::Bytes) => "bytes",
+        Schema::String | Schema::Uuid(_) => "string",
+        Schema::Array(_) => "array",
+        Schema::Map(_) => "map",
+        _ => return None,
+    })
+}
+
+/// The kind of a JSON value, for [`kind_fits`].
+pub(crate) fn json_kind(json: &Json) -> Kind {
+    match json {
+        Json::Null => Kind::Null,
+        Json::Bool(_) => Kind::Bool,
+        Json::Number(_) => Kind::Number,
+        Json::String(_) => Kind::String,
+        Json::Array(_) => Kind::Array,
+        Json::Object(_) => Kind::Object,
     }
 }
 

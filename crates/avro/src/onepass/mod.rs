@@ -23,6 +23,7 @@ mod shapes;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use json::Kind;
 pub use plan::Plan;
 
 use crate::config::UnknownFields;

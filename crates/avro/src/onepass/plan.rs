@@ -12,7 +12,7 @@ use super::json::Kind;
 use super::Ctx;
 use crate::config::UnknownFields;
 use crate::convert::time::Zone;
-use crate::convert::{describe_schema, ConvertError};
+use crate::convert::{describe_schema, kind_fits, type_key, ConvertError};
 use apache_avro::schema::{InnerDecimalSchema, Names, NamespaceRef, RecordSchema, UuidSchema};
 use apache_avro::Schema;
 use std::collections::HashMap;
@@ -373,72 +373,12 @@ fn resolve<'s>(names: &'s Names, schema: &'s Schema, ns: NamespaceRef<'_>) -> Re
     }
 }
 
-/// The converter's `kind_fits`, per JSON kind, on a resolved schema.
-fn kind_fits(schema: &Schema, kind: Kind) -> bool {
-    match kind {
-        Kind::Null => matches!(schema, Schema::Null),
-        Kind::Bool => matches!(schema, Schema::Boolean),
-        Kind::Array => matches!(schema, Schema::Array(_)),
-        Kind::Object => matches!(schema, Schema::Record(_) | Schema::Map(_) | Schema::Duration(_)),
-        Kind::Number => matches!(
-            schema,
-            Schema::Int
-                | Schema::Long
-                | Schema::Float
-                | Schema::Double
-                | Schema::Decimal(_)
-                | Schema::BigDecimal
-                | Schema::Date
-                | Schema::TimeMillis
-                | Schema::TimeMicros
-                | Schema::TimestampMillis
-                | Schema::TimestampMicros
-                | Schema::TimestampNanos
-                | Schema::LocalTimestampMillis
-                | Schema::LocalTimestampMicros
-                | Schema::LocalTimestampNanos
-        ),
-        Kind::String => !matches!(
-            schema,
-            Schema::Null
-                | Schema::Boolean
-                | Schema::Int
-                | Schema::Long
-                | Schema::Array(_)
-                | Schema::Map(_)
-                | Schema::Record(_)
-                | Schema::Union(_)
-                | Schema::Duration(_)
-        ),
-    }
-}
-
 /// The keys the converter's `branch_is` answers to for a (resolved) branch.
 fn branch_keys(schema: &Schema, ns: NamespaceRef<'_>) -> Vec<String> {
-    if let Some(name) = schema.name() {
-        return vec![name.name().to_string(), name.fullname(ns)];
+    match schema.name() {
+        Some(name) => vec![name.name().to_string(), name.fullname(ns)],
+        None => type_key(schema).map(str::to_string).into_iter().collect(),
     }
-    let key = match schema {
-        Schema::Null => "null",
-        Schema::Boolean => "boolean",
-        Schema::Int | Schema::Date | Schema::TimeMillis => "int",
-        Schema::Long
-        | Schema::TimeMicros
-        | Schema::TimestampMillis
-        | Schema::TimestampMicros
-        | Schema::TimestampNanos
-        | Schema::LocalTimestampMillis
-        | Schema::LocalTimestampMicros
-        | Schema::LocalTimestampNanos => "long",
-        Schema::Float => "float",
-        Schema::Double => "double",
-        Schema::Bytes | Schema::BigDecimal | Schema::Decimal(_) | Schema::Uuid(UuidSchema::Bytes) => "bytes",
-        Schema::String | Schema::Uuid(_) => "string",
-        Schema::Array(_) => "array",
-        Schema::Map(_) => "map",
-        _ => return Vec::new(),
-    };
-    vec![key.to_string()]
 }
 
 /// The message of an absent field whose default does not fit.

@@ -7,7 +7,7 @@ use super::json::{capture_array, capture_object, skip_rest, skip_seq, Atom, Key,
 use super::plan::{Node, Plan, UnionPlan};
 use super::write::{expected, zigzag};
 use super::{Ctx, Outcome};
-use crate::convert::ConvertError;
+use crate::convert::{json_kind, ConvertError};
 use serde::de::{DeserializeSeed, Error, MapAccess, SeqAccess};
 use serde_json::Value as Json;
 
@@ -145,14 +145,7 @@ impl Ctx {
                 }
             }
         }
-        let kind = match json {
-            Json::Null => Kind::Null,
-            Json::Bool(_) => Kind::Bool,
-            Json::Number(_) => Kind::Number,
-            Json::String(_) => Kind::String,
-            Json::Array(_) => Kind::Array,
-            Json::Object(_) => Kind::Object,
-        };
+        let kind = json_kind(json);
         let mut first_error = None;
         let mut candidates = 0;
         for &i in u.by_kind[kind as usize].iter() {
