@@ -34,17 +34,36 @@ pub fn partitions<C: ConsumerContext>(
         .collect())
 }
 
-/// Each partition's (low, high) watermarks now.
+/// Each partition's (low, high) watermarks now. A partition whose leader is moving or not yet known (just
+/// after the topic's creation or a broker's restart: `NotLeaderForPartition`, `LeaderNotAvailable`) is asked
+/// again, every 100 ms, until `timeout`; any other error is returned at once.
 pub fn watermarks<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
     partitions: &[i32],
     timeout: Duration,
 ) -> Result<BTreeMap<i32, (i64, i64)>, KafkaError> {
+    let deadline = Instant::now() + timeout;
     partitions
         .iter()
-        .map(|&p| Ok((p, consumer.fetch_watermarks(topic, p, timeout)?)))
+        .map(|&p| loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match consumer.fetch_watermarks(topic, p, left.max(Duration::from_millis(100))) {
+                Err(e) if leader_unknown(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                result => break Ok((p, result?)),
+            }
+        })
         .collect()
+}
+
+/// The broker's leadership for a partition is in flux: asking again shortly is expected to succeed.
+fn leader_unknown(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable)
+    )
 }
 
 /// The partitions whose position has reached the end `end_of` gives for them.
