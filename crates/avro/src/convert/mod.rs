@@ -10,7 +10,7 @@
 
 pub(crate) mod decimal;
 mod path;
-mod scalar;
+pub(crate) mod scalar;
 pub(crate) mod time;
 
 pub use path::ConvertError;

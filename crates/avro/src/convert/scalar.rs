@@ -118,36 +118,52 @@ pub(super) fn decimal_value(json: &Json, d: &DecimalSchema) -> Result<Value, Con
 /// A time of day in `per_unit`-nanosecond units, from `HH:MM:SS[.f]` or a raw count; `None` for other JSON.
 pub(super) fn time_of_day(json: &Json, per_unit: i128) -> Option<Result<i64, ConvertError>> {
     Some(match json {
-        Json::String(s) => time::parse_time(s)
-            .map(|n| (i128::from(n) / per_unit) as i64)
-            .map_err(ConvertError::new),
-        Json::Number(_) => {
-            let v = json.as_i64()?;
-            if (0..(NANOS_PER_DAY / per_unit) as i64).contains(&v) {
-                Ok(v)
-            } else {
-                Err(ConvertError::new(format!(
-                    "{v} is not a time of day (0 to one day, exclusive)"
-                )))
-            }
-        }
+        Json::String(s) => time_of_day_text(s, per_unit),
+        Json::Number(_) => time_of_day_count(json.as_i64()?, per_unit),
         _ => return None,
     })
+}
+
+/// `HH:MM:SS[.f]` in `per_unit`-nanosecond units (shared with the one-pass writer).
+pub(crate) fn time_of_day_text(s: &str, per_unit: i128) -> Result<i64, ConvertError> {
+    time::parse_time(s)
+        .map(|n| (i128::from(n) / per_unit) as i64)
+        .map_err(ConvertError::new)
+}
+
+/// A raw time-of-day count, checked to lie within one day (shared with the one-pass writer).
+pub(crate) fn time_of_day_count(v: i64, per_unit: i128) -> Result<i64, ConvertError> {
+    if (0..(NANOS_PER_DAY / per_unit) as i64).contains(&v) {
+        Ok(v)
+    } else {
+        Err(ConvertError::new(format!(
+            "{v} is not a time of day (0 to one day, exclusive)"
+        )))
+    }
 }
 
 /// A timestamp in `per_unit`-nanosecond units, from ISO-8601 text or a raw count.
 pub(super) fn timestamp(json: &Json, zone: Zone, per_unit: i128) -> Result<i64, ConvertError> {
     match json {
-        Json::String(s) => time::parse_timestamp(s, zone)
-            .and_then(|n| time::nanos_to_unit(n, per_unit))
-            .map_err(ConvertError::new),
-        _ => json.as_i64().ok_or_else(|| {
-            let what = match zone {
-                Zone::Required => "an ISO-8601 timestamp with offset, or an integer",
-                Zone::Forbidden => "an ISO-8601 local date-time, or an integer",
-            };
-            ConvertError::expected(what, json)
-        }),
+        Json::String(s) => timestamp_text(s, zone, per_unit),
+        _ => json
+            .as_i64()
+            .ok_or_else(|| ConvertError::expected(timestamp_wanted(zone), json)),
+    }
+}
+
+/// ISO-8601 text in `per_unit`-nanosecond units (shared with the one-pass writer).
+pub(crate) fn timestamp_text(s: &str, zone: Zone, per_unit: i128) -> Result<i64, ConvertError> {
+    time::parse_timestamp(s, zone)
+        .and_then(|n| time::nanos_to_unit(n, per_unit))
+        .map_err(ConvertError::new)
+}
+
+/// What a timestamp of this zone rule accepts, for the error message.
+pub(crate) fn timestamp_wanted(zone: Zone) -> &'static str {
+    match zone {
+        Zone::Required => "an ISO-8601 timestamp with offset, or an integer",
+        Zone::Forbidden => "an ISO-8601 local date-time, or an integer",
     }
 }
 

@@ -7,13 +7,12 @@ use super::plan::{Node, UuidForm};
 use super::Outcome;
 use crate::config::UnknownFields;
 use crate::convert::decimal::parse_decimal;
+use crate::convert::scalar;
 use crate::convert::time::{self, Zone};
 use crate::convert::{describe_schema, ConvertError, Converter};
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use std::borrow::Cow;
-
-const NANOS_PER_DAY: i128 = 86_400 * 1_000_000_000;
 
 /// Significant digits a JSON number read as a 64-bit float is known to carry exactly.
 const EXACT_FLOAT_DIGITS: usize = 15;
@@ -125,19 +124,8 @@ fn number_text(atom: Atom<'_>) -> Option<Result<Cow<'_, str>, ConvertError>> {
 /// A time of day in `per_unit`-nanosecond units, from `HH:MM:SS[.f]` or a raw count; `None` for other JSON.
 fn time_of_day(atom: Atom<'_>, per_unit: i128) -> Option<Result<i64, ConvertError>> {
     Some(match atom {
-        Atom::Str(s) => time::parse_time(s)
-            .map(|n| (i128::from(n) / per_unit) as i64)
-            .map_err(ConvertError::new),
-        Atom::U64(_) | Atom::I64(_) | Atom::F64(_) => {
-            let v = atom.as_i64()?;
-            if (0..(NANOS_PER_DAY / per_unit) as i64).contains(&v) {
-                Ok(v)
-            } else {
-                Err(ConvertError::new(format!(
-                    "{v} is not a time of day (0 to one day, exclusive)"
-                )))
-            }
-        }
+        Atom::Str(s) => scalar::time_of_day_text(s, per_unit),
+        Atom::U64(_) | Atom::I64(_) | Atom::F64(_) => scalar::time_of_day_count(atom.as_i64()?, per_unit),
         _ => return None,
     })
 }
@@ -145,16 +133,10 @@ fn time_of_day(atom: Atom<'_>, per_unit: i128) -> Option<Result<i64, ConvertErro
 /// A timestamp in `per_unit`-nanosecond units, from ISO-8601 text or a raw count.
 fn timestamp(atom: Atom<'_>, zone: Zone, per_unit: i128) -> Result<i64, ConvertError> {
     match atom {
-        Atom::Str(s) => time::parse_timestamp(s, zone)
-            .and_then(|n| time::nanos_to_unit(n, per_unit))
-            .map_err(ConvertError::new),
-        _ => atom.as_i64().ok_or_else(|| {
-            let what = match zone {
-                Zone::Required => "an ISO-8601 timestamp with offset, or an integer",
-                Zone::Forbidden => "an ISO-8601 local date-time, or an integer",
-            };
-            expected(what, atom)
-        }),
+        Atom::Str(s) => scalar::timestamp_text(s, zone, per_unit),
+        _ => atom
+            .as_i64()
+            .ok_or_else(|| expected(scalar::timestamp_wanted(zone), atom)),
     }
 }
 
