@@ -42,7 +42,7 @@ pub struct Record {
     /// Value bytes, if any.
     pub value: Option<Vec<u8>>,
     /// Headers in order, values as raw bytes.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: outboxd_kafka::HeaderList,
 }
 
 impl Record {

@@ -17,8 +17,8 @@ pub struct EncodedPayload {
     pub bytes: Vec<u8>,
     /// The registry's id of the writer schema.
     pub schema_id: u32,
-    /// The subject the schema is registered under.
-    pub subject: String,
+    /// The subject the schema is registered under (shared: no copy per event).
+    pub subject: Arc<str>,
     /// Its version under the subject, when known.
     pub version: Option<i32>,
 }
@@ -223,7 +223,7 @@ impl Encoder {
         Ok(EncodedPayload {
             bytes,
             schema_id: bound.id,
-            subject: bound.subject.clone(),
+            subject: Arc::clone(&bound.subject),
             version: bound.version,
         })
     }

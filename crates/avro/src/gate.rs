@@ -146,7 +146,7 @@ impl fmt::Display for GateReport {
 pub(crate) struct Bound {
     pub schema: Arc<LoadedSchema>,
     pub id: u32,
-    pub subject: String,
+    pub subject: Arc<str>,
     pub version: Option<i32>,
 }
 
@@ -285,7 +285,7 @@ impl Gate<'_> {
         Some(Bound {
             schema: Arc::clone(schema),
             id,
-            subject: subject.to_string(),
+            subject: subject.into(),
             version,
         })
     }

@@ -48,7 +48,7 @@ async fn registry_outage_is_retriable_and_encoding_recovers() {
 
     registry.restart().await;
     let recovered = encoder.encode("payments", "Order", payload).await.unwrap();
-    assert_eq!(recovered.subject, format!("payments-{ns}.Order"));
+    assert_eq!(&*recovered.subject, format!("payments-{ns}.Order"));
     assert_eq!(
         outboxd_avro::frame::unframe(&recovered.bytes).unwrap().0,
         recovered.schema_id

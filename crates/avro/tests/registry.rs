@@ -47,7 +47,7 @@ async fn compatible_evolution_gets_a_new_id_and_the_encoder_uses_it() {
         .await
         .unwrap();
     assert_eq!(
-        (e1.schema_id, e1.subject.as_str(), e1.version),
+        (e1.schema_id, &*e1.subject, e1.version),
         (id1, subject.as_str(), Some(1))
     );
     assert_eq!(unframe(&e1.bytes).unwrap().0, id1);
@@ -248,7 +248,7 @@ async fn round_trip_decodes_with_the_schema_fetched_by_id() {
             .await
             .unwrap();
         assert_eq!(
-            encoded.subject,
+            &*encoded.subject,
             format!("{topic}-com.example.orders.{event_type}")
         );
         let (id, datum) = unframe(&encoded.bytes).unwrap();
@@ -409,7 +409,7 @@ async fn topic_name_strategy_refuses_a_second_event_type_on_one_topic() {
         .encode(&topic, "A", br#"{"id":"a","qty":1}"#)
         .await
         .unwrap();
-    assert_eq!(a.subject, format!("{topic}-value"));
+    assert_eq!(&*a.subject, format!("{topic}-value"));
     match encoder.encode(&topic, "B", br#"{"other":1}"#).await {
         Err(EncodeError::Fatal(AvroError::GateFailed(r))) => {
             assert!(matches!(only_outcome(&r), Outcome::Incompatible { .. }), "{r}")

@@ -65,8 +65,8 @@ impl Default for SinkConfig {
             batch_num_messages: 10_000,
             compression: "none".into(),
             max_message_bytes: 1_000_000,
-            queue_max_messages: 100_000,
-            queue_max_kbytes: 65_536,
+            queue_max_messages: 20_000,
+            queue_max_kbytes: 16_384,
             request_timeout_ms: 30_000,
             routing: RoutingConfig::default(),
             dlq_topic: "outbox.dlq".into(),
@@ -96,7 +96,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_events: 10_000,
             max_bytes: 16 * 1024 * 1024,
-            linger_ms: 100,
+            linger_ms: 10,
         }
     }
 }

@@ -72,7 +72,7 @@ pub fn requeued_headers(dl: &DeadLetter, reason: Option<(&str, &str)>) -> Header
     let mut list = HeaderList::with_capacity(dl.headers.len() + 2);
     let (mut reason_set, mut detail_set) = (false, false);
     for (k, v) in &dl.headers {
-        match (k.as_str(), reason) {
+        match (&**k, reason) {
             (REPLAYS | REPLAYED_FROM, _) => continue,
             (REASON, Some((code, _))) if !reason_set => {
                 reason_set = true;
@@ -88,13 +88,13 @@ pub fn requeued_headers(dl: &DeadLetter, reason: Option<(&str, &str)>) -> Header
     }
     if let Some((code, detail)) = reason {
         if !reason_set {
-            list.push((REASON.to_string(), code.as_bytes().to_vec()));
+            list.push((REASON.into(), code.as_bytes().to_vec()));
         }
         if !detail_set {
-            list.push((DETAIL.to_string(), detail.as_bytes().to_vec()));
+            list.push((DETAIL.into(), detail.as_bytes().to_vec()));
         }
     }
-    list.push((REPLAYS.to_string(), (dl.replays() + 1).to_string().into_bytes()));
-    list.push((REPLAYED_FROM.to_string(), dl.position().into_bytes()));
+    list.push((REPLAYS.into(), (dl.replays() + 1).to_string().into_bytes()));
+    list.push((REPLAYED_FROM.into(), dl.position().into_bytes()));
     list
 }

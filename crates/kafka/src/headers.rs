@@ -2,11 +2,59 @@
 //! (RFC 3339, UTC, microseconds: `2024-05-01T12:34:56.123456Z`). Which headers an event carries is decided
 //! before the sink, by `outboxd-record`.
 
+use std::borrow::Cow;
+
+/// A header name: outboxd's own are `&'static str` (no allocation per event), a user's are owned.
+pub type HeaderName = Cow<'static, str>;
+
 /// Record headers, in order, as (name, value bytes).
-pub type HeaderList = Vec<(String, Vec<u8>)>;
+pub type HeaderList = Vec<(HeaderName, Vec<u8>)>;
 
 /// Formats microseconds since the Unix epoch as RFC 3339 in UTC with six fractional digits.
 pub fn rfc3339_micros(us: i64) -> String {
+    let mut out = Vec::with_capacity(RFC3339_LEN);
+    write_rfc3339_micros(us, &mut out);
+    // Only ASCII digits and separators were written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The length of [`rfc3339_micros`]'s text for the years 0 to 9999.
+pub const RFC3339_LEN: usize = 27;
+
+/// Appends [`rfc3339_micros`]'s text to `out`, without the formatting machinery (it runs once per event).
+pub fn write_rfc3339_micros(us: i64, out: &mut Vec<u8>) {
+    let (year, month, day, sod, micros) = civil(us);
+    if !(0..=9999).contains(&year) {
+        out.extend_from_slice(
+            format!(
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+                sod / 3600,
+                (sod / 60) % 60,
+                sod % 60
+            )
+            .as_bytes(),
+        );
+        return;
+    }
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut digits = |at: usize, width: usize, mut v: i64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    digits(0, 4, year);
+    digits(5, 2, month);
+    digits(8, 2, day);
+    digits(11, 2, sod / 3600);
+    digits(14, 2, (sod / 60) % 60);
+    digits(17, 2, sod % 60);
+    digits(20, 6, micros);
+    out.extend_from_slice(&text);
+}
+
+/// (year, month, day, second of the day, microseconds) of `us` since the Unix epoch, in UTC.
+fn civil(us: i64) -> (i64, i64, i64, i64, i64) {
     let secs = us.div_euclid(1_000_000);
     let micros = us.rem_euclid(1_000_000);
     let days = secs.div_euclid(86_400);
@@ -21,12 +69,7 @@ pub fn rfc3339_micros(us: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    (year, month, day, sod, micros)
 }
 
 /// Parses what [`rfc3339_micros`] writes (`2024-05-01T12:34:56.123456Z`) back into microseconds since the Unix
@@ -92,6 +135,22 @@ mod tests {
             rfc3339_micros(4_102_444_799_000_000),
             "2099-12-31T23:59:59.000000Z"
         );
+    }
+
+    #[test]
+    fn rfc3339_outside_four_digit_years() {
+        // Written by the formatting machinery, as before: more digits, or a sign.
+        assert_eq!(
+            rfc3339_micros(253_402_300_800_000_000),
+            "10000-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(
+            rfc3339_micros(-62_167_219_200_000_001),
+            "-001-12-31T23:59:59.999999Z"
+        );
+        let mut out = b"at ".to_vec();
+        write_rfc3339_micros(1_714_566_896_123_456, &mut out);
+        assert_eq!(out, b"at 2024-05-01T12:34:56.123456Z");
     }
 
     #[test]

@@ -53,7 +53,9 @@ pub use config::{BatchConfig, EventNameRule, RouteMode, RoutingConfig, SinkConfi
 pub use dead_letter::DeadLetter;
 pub use dlq_reader::DlqReader;
 pub use error::SinkError;
-pub use headers::{parse_rfc3339_micros, rfc3339_micros, HeaderList};
+pub use headers::{
+    parse_rfc3339_micros, rfc3339_micros, write_rfc3339_micros, HeaderList, HeaderName, RFC3339_LEN,
+};
 pub use producer::producer_record;
 pub use record::{record_size, DlqReason, ReadyRecord, Written};
 pub use replayer::{ReplayIdentity, Replayer};

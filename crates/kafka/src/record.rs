@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn size_counts_key_value_and_headers() {
-        let headers = vec![("id".to_string(), b"abc".to_vec())];
+        let headers = vec![("id".into(), b"abc".to_vec())];
         assert_eq!(record_size(None, None, &vec![]), RECORD_OVERHEAD);
         assert_eq!(
             record_size(Some(b"k"), Some(&[0; 100]), &headers),

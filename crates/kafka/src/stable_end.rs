@@ -130,7 +130,12 @@ pub fn headers_of(m: &BorrowedMessage<'_>) -> HeaderList {
     m.headers()
         .map(|hs| {
             hs.iter()
-                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                .map(|h| {
+                    (
+                        h.key.to_string().into(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -1,7 +1,7 @@
 //! Pure header building: the record headers of an event and of a dead letter, and W3C trace-context checks.
 
 use outboxd_core::OutboxEvent;
-use outboxd_kafka::{rfc3339_micros, DlqReason, HeaderList};
+use outboxd_kafka::{write_rfc3339_micros, DlqReason, HeaderList, RFC3339_LEN};
 
 /// Header names outboxd sets itself; a user header of the same name is ignored (except the trace headers,
 /// taken from user headers when the row has no trace columns).
@@ -73,14 +73,35 @@ pub fn parse_user_headers(raw: Option<&str>) -> Result<Vec<(String, String)>, St
     }
 }
 
-fn push(list: &mut HeaderList, name: &str, value: impl Into<Vec<u8>>) {
-    list.push((name.to_string(), value.into()));
+fn push(list: &mut HeaderList, name: &'static str, value: impl Into<Vec<u8>>) {
+    list.push((name.into(), value.into()));
 }
 
-fn push_opt(list: &mut HeaderList, name: &str, value: Option<&String>) {
+fn push_opt(list: &mut HeaderList, name: &'static str, value: Option<&String>) {
     if let Some(v) = value {
         push(list, name, v.as_bytes());
     }
+}
+
+/// `v` in decimal, as `to_string` writes it, without the formatting machinery.
+fn decimal(v: i64) -> Vec<u8> {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = v.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(digits.len() - at + 1);
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
+    out
 }
 
 /// The trace headers: from the row's columns when valid, else from the user headers when valid; never made up.
@@ -102,8 +123,12 @@ fn identity_headers(list: &mut HeaderList, event: &OutboxEvent, commit_time_us: 
     push_opt(list, "id", event.id.as_ref());
     push_opt(list, "event_type", event.event_type.as_ref());
     push_opt(list, "aggregate_type", event.aggregate_type.as_ref());
-    push(list, "outbox_lsn", event.lsn.to_string());
-    push(list, "commit_time", rfc3339_micros(commit_time_us));
+    let mut lsn = Vec::with_capacity(17);
+    event.lsn.write_text(&mut lsn);
+    push(list, "outbox_lsn", lsn);
+    let mut time = Vec::with_capacity(RFC3339_LEN);
+    write_rfc3339_micros(commit_time_us, &mut time);
+    push(list, "commit_time", time);
 }
 
 /// The headers of an event record. Fails (the event goes to the dead-letter topic as `invalid_headers`) when
@@ -117,9 +142,9 @@ pub fn event_headers(
     let mut list = HeaderList::with_capacity(9 + user.len());
     identity_headers(&mut list, event, commit_time_us);
     if let Some(schema) = schema {
-        push(&mut list, "schema_id", schema.id.to_string());
+        push(&mut list, "schema_id", decimal(i64::from(schema.id)));
         if let Some(v) = schema.version {
-            push(&mut list, "schema_version", v.to_string());
+            push(&mut list, "schema_version", decimal(i64::from(v)));
         }
     }
     if let Some((parent, state)) = trace_headers(event, &user) {
@@ -130,7 +155,7 @@ pub fn event_headers(
     }
     for (k, v) in user {
         if !RESERVED.contains(&k.as_str()) {
-            list.push((k, v.into_bytes()));
+            list.push((k.into(), v.into_bytes()));
         }
     }
     Ok(list)
@@ -178,7 +203,7 @@ pub fn dead_letter_headers(
     // The row's own headers travel with the dead letter, so that a replay can restore them.
     for (k, v) in user {
         if !RESERVED.contains(&k.as_str()) && !k.starts_with("dlq_") {
-            list.push((k, v.into_bytes()));
+            list.push((k.into(), v.into_bytes()));
         }
     }
     list

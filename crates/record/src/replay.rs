@@ -51,11 +51,11 @@ fn rebuild(dl: &DeadLetter, topic: &str) -> Result<Replayable, String> {
     };
     let mut user = serde_json::Map::new();
     for (k, v) in &dl.headers {
-        if RESERVED.contains(&k.as_str()) || k.starts_with("dlq_") {
+        if RESERVED.contains(&&**k) || k.starts_with("dlq_") {
             continue;
         }
         let v = std::str::from_utf8(v).map_err(|_| format!("its header {k:?} is not UTF-8"))?;
-        user.insert(k.clone(), serde_json::Value::String(v.to_string()));
+        user.insert(k.to_string(), serde_json::Value::String(v.to_string()));
     }
     let event = OutboxEvent {
         id: text("id"),

@@ -28,7 +28,7 @@ use crate::replay::{triage, Triage};
 use crate::route::Router;
 use outboxd_core::OutboxEvent;
 use outboxd_kafka::dead_letter::REPLAYED_FROM;
-use outboxd_kafka::{DeadLetter, DlqReason, EventNameRule, ReadyRecord, SinkConfig};
+use outboxd_kafka::{DeadLetter, DlqReason, EventNameRule, HeaderName, ReadyRecord, SinkConfig};
 
 /// Why an event goes to the dead-letter topic instead of its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,7 +130,7 @@ impl<E: PayloadEncoder> Stage<E> {
         event: &OutboxEvent,
         commit_time_us: i64,
         topic: String,
-        extra: Option<(String, Vec<u8>)>,
+        extra: Option<(HeaderName, Vec<u8>)>,
     ) -> Result<Prepared, RecordError> {
         let reject = |reason, detail: String, topic: String| {
             Ok(Prepared::Rejected(EventRejection {
@@ -222,7 +222,7 @@ impl<E: PayloadEncoder> Stage<E> {
             Triage::Keep { why } => return Ok(ReplayPlan::Keep { why }),
             Triage::Replay(r) => r,
         };
-        let from = (REPLAYED_FROM.to_string(), dl.position().into_bytes());
+        let from = (REPLAYED_FROM.into(), dl.position().into_bytes());
         let topic = replayable.topic.clone();
         Ok(
             match self

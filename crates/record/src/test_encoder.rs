@@ -69,7 +69,7 @@ impl FakeEncoder {
         Ok(EncodedPayload {
             bytes,
             schema_id: FAKE_SCHEMA_ID,
-            subject: format!("{event_type}-value"),
+            subject: format!("{event_type}-value").into(),
             version: Some(1),
         })
     }

@@ -8,7 +8,7 @@ const MAX_EXPONENT: i64 = 10_000;
 
 /// Parses `text` as a decimal of `precision` digits and `scale` fraction digits; returns the unscaled value
 /// as minimal big-endian two's complement bytes.
-pub(crate) fn parse_decimal(text: &str, precision: usize, scale: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn parse_decimal(text: &str, precision: usize, scale: usize) -> Result<DecimalBytes, String> {
     let bad = || format!("{text:?} is not a decimal number");
     let s = text.trim();
     let (negative, s) = match s.as_bytes().first() {
@@ -32,34 +32,72 @@ pub(crate) fn parse_decimal(text: &str, precision: usize, scale: usize) -> Resul
     {
         return Err(bad());
     }
-    let mut digits: Vec<u8> = int_part
-        .bytes()
-        .chain(frac_part.bytes())
-        .map(|b| b - b'0')
-        .collect();
     // Fraction digits of the number as written, after applying the exponent.
     let frac_len = frac_part.len() as i64 - exponent;
-    let scale_i = scale as i64;
-    if frac_len > scale_i {
-        let excess = (frac_len - scale_i) as usize;
-        let cut = digits.len().saturating_sub(excess);
-        if digits[cut..].iter().any(|&d| d != 0) {
+    let written = || int_part.bytes().chain(frac_part.bytes()).map(|b| b - b'0');
+    let n = int_part.len() + frac_part.len();
+    let (keep, pad) = if frac_len > scale as i64 {
+        let cut = n.saturating_sub((frac_len - scale as i64) as usize);
+        if written().skip(cut).any(|d| d != 0) {
             return Err(format!(
                 "{text:?} has more than {scale} fraction digits (the schema's scale)"
             ));
         }
-        digits.truncate(cut);
+        (cut, 0)
     } else {
-        digits.extend(std::iter::repeat_n(0, (scale_i - frac_len) as usize));
+        (n, (scale as i64 - frac_len) as usize)
+    };
+    let too_precise = || format!("{text:?} has more than {precision} digits (the schema's precision)");
+    if keep + pad <= SMALL_DIGITS {
+        // The common case: the unscaled value fits an i128 (below 10^38), no digit vector.
+        let v = written().take(keep).fold(0u128, |v, d| v * 10 + u128::from(d)) * 10u128.pow(pad as u32);
+        if v.checked_ilog10().map_or(0, |l| l as usize + 1) > precision {
+            return Err(too_precise());
+        }
+        let v = if negative { -(v as i128) } else { v as i128 };
+        let bytes = v.to_be_bytes();
+        let first = (0..bytes.len() - 1)
+            .find(|&i| !redundant_sign(bytes[i], bytes[i + 1]))
+            .unwrap_or(bytes.len() - 1);
+        return Ok(DecimalBytes::Inline(bytes, first as u8));
     }
+    let mut digits: Vec<u8> = written().take(keep).collect();
+    digits.extend(std::iter::repeat_n(0, pad));
     let first = digits.iter().position(|&d| d != 0).unwrap_or(digits.len());
     let digits = &digits[first..];
     if digits.len() > precision {
-        return Err(format!(
-            "{text:?} has more than {precision} digits (the schema's precision)"
-        ));
+        return Err(too_precise());
     }
-    Ok(twos_complement(&magnitude(digits), negative))
+    Ok(DecimalBytes::Heap(twos_complement(&magnitude(digits), negative)))
+}
+
+/// A decimal's unscaled value as minimal big-endian two's complement: inline when it fits an i128 (no
+/// allocation per value on the hot path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DecimalBytes {
+    /// An i128's bytes, from this index on.
+    Inline([u8; 16], u8),
+    /// A longer value.
+    Heap(Vec<u8>),
+}
+
+impl std::ops::Deref for DecimalBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            DecimalBytes::Inline(bytes, first) => &bytes[usize::from(*first)..],
+            DecimalBytes::Heap(bytes) => bytes,
+        }
+    }
+}
+
+/// Digits of an unscaled value (with its scale's zeros) that surely fit an i128: 10^38 < 2^127.
+const SMALL_DIGITS: usize = 38;
+
+/// True when a leading two's complement byte `b` only repeats the sign of the byte `next` after it.
+fn redundant_sign(b: u8, next: u8) -> bool {
+    (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0)
 }
 
 /// Base-10 digits (most significant first) to big-endian base-256 magnitude, no leading zero bytes.
@@ -101,7 +139,7 @@ fn twos_complement(mag: &[u8], negative: bool) -> Vec<u8> {
         }
     }
     // Drop redundant sign bytes.
-    while out.len() > 1 && ((out[0] == 0 && out[1] & 0x80 == 0) || (out[0] == 0xff && out[1] & 0x80 != 0)) {
+    while out.len() > 1 && redundant_sign(out[0], out[1]) {
         out.remove(0);
     }
     out
@@ -140,14 +178,52 @@ mod tests {
         assert!(d("1e99999").is_err());
     }
 
+    /// The i128 path against the digit-vector path, on every sign, scale and length around the boundary.
+    #[test]
+    fn small_path_matches_digit_path() {
+        let slow = |text: &str, precision: usize, scale: usize| -> Result<Vec<u8>, String> {
+            let (negative, s) = text.strip_prefix('-').map_or((false, text), |s| (true, s));
+            let (i, f) = s.split_once('.').unwrap_or((s, ""));
+            let mut digits: Vec<u8> = i.bytes().chain(f.bytes()).map(|b| b - b'0').collect();
+            digits.extend(std::iter::repeat_n(0, scale - f.len()));
+            let first = digits.iter().position(|&d| d != 0).unwrap_or(digits.len());
+            if digits.len() - first > precision {
+                return Err("precision".into());
+            }
+            Ok(twos_complement(&magnitude(&digits[first..]), negative))
+        };
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        for len in 1..=38 {
+            for _ in 0..40 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let scale = (seed % 6) as usize;
+                let digits: String = (0..len)
+                    .map(|k| char::from(b'0' + ((seed >> (k % 60)) as u8 % 10)))
+                    .collect();
+                let frac = scale.min(len - 1);
+                let (i, f) = digits.split_at(len - frac);
+                let text = format!("{}{i}.{f}", if seed & 1 == 1 { "-" } else { "" });
+                for precision in [len - 1, len, 38] {
+                    let fast = parse_decimal(&text, precision, scale).map(|b| b.to_vec());
+                    match slow(&text, precision, scale) {
+                        Ok(bytes) => assert_eq!(fast, Ok(bytes), "{text} ({precision}, {scale})"),
+                        Err(_) => assert!(fast.is_err(), "{text} ({precision}, {scale})"),
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn twos_complement_is_minimal() {
-        assert_eq!(parse_decimal("127", 5, 0).unwrap(), vec![0x7f]);
-        assert_eq!(parse_decimal("128", 5, 0).unwrap(), vec![0x00, 0x80]);
-        assert_eq!(parse_decimal("-128", 5, 0).unwrap(), vec![0x80]);
-        assert_eq!(parse_decimal("-129", 5, 0).unwrap(), vec![0xff, 0x7f]);
-        assert_eq!(parse_decimal("-1", 5, 0).unwrap(), vec![0xff]);
-        assert_eq!(parse_decimal("256", 5, 0).unwrap(), vec![0x01, 0x00]);
+        assert_eq!(parse_decimal("127", 5, 0).unwrap().to_vec(), vec![0x7f]);
+        assert_eq!(parse_decimal("128", 5, 0).unwrap().to_vec(), vec![0x00, 0x80]);
+        assert_eq!(parse_decimal("-128", 5, 0).unwrap().to_vec(), vec![0x80]);
+        assert_eq!(parse_decimal("-129", 5, 0).unwrap().to_vec(), vec![0xff, 0x7f]);
+        assert_eq!(parse_decimal("-1", 5, 0).unwrap().to_vec(), vec![0xff]);
+        assert_eq!(parse_decimal("256", 5, 0).unwrap().to_vec(), vec![0x01, 0x00]);
         let big = "123456789012345678901234567890123456";
         assert_eq!(
             unscaled(&parse_decimal(big, 38, 0).unwrap()),

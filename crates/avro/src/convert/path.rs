@@ -15,8 +15,15 @@ enum Segment {
 }
 
 /// A payload that does not fit its schema: `$.items[2].qty: expected int, got "three"`.
+///
+/// One pointer wide, so that the converters' `Result<(), ConvertError>` stays in a register on the path where
+/// nothing fails.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConvertError {
+pub struct ConvertError(Box<Detail>);
+
+/// What a [`ConvertError`] holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Detail {
     /// Innermost segment first.
     reversed_path: Vec<Segment>,
     message: String,
@@ -25,10 +32,10 @@ pub struct ConvertError {
 impl ConvertError {
     /// An error at the current position.
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        ConvertError {
+        ConvertError(Box::new(Detail {
             reversed_path: Vec::new(),
             message: message.into(),
-        }
+        }))
     }
 
     /// `expected <what>, got <json>`.
@@ -38,20 +45,20 @@ impl ConvertError {
 
     /// Prefixes the path with an object member.
     pub(crate) fn in_key(mut self, key: &str) -> Self {
-        self.reversed_path.push(Segment::Key(key.to_string()));
+        self.0.reversed_path.push(Segment::Key(key.to_string()));
         self
     }
 
     /// Prefixes the path with an array index.
     pub(crate) fn at_index(mut self, index: usize) -> Self {
-        self.reversed_path.push(Segment::Index(index));
+        self.0.reversed_path.push(Segment::Index(index));
         self
     }
 
     /// The JSON path, `$` for the root.
     pub fn path(&self) -> String {
         let mut out = String::from("$");
-        for seg in self.reversed_path.iter().rev() {
+        for seg in self.0.reversed_path.iter().rev() {
             match seg {
                 Segment::Index(i) => out.push_str(&format!("[{i}]")),
                 Segment::Key(k) if is_identifier(k) => {
@@ -66,13 +73,13 @@ impl ConvertError {
 
     /// What was wrong at that path.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 }
 
 impl fmt::Display for ConvertError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path(), self.message)
+        write!(f, "{}: {}", self.path(), self.0.message)
     }
 }
 

@@ -112,7 +112,7 @@ pub(super) fn decimal_value(json: &Json, d: &DecimalSchema) -> Result<Value, Con
             )));
         }
     }
-    Ok(Value::Decimal(Decimal::from(bytes)))
+    Ok(Value::Decimal(Decimal::from(bytes.to_vec())))
 }
 
 /// A time of day in `per_unit`-nanosecond units, from `HH:MM:SS[.f]` or a raw count; `None` for other JSON.

@@ -40,7 +40,9 @@ fn digits(s: &str, what: &str) -> Result<u32, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("{what} {s:?} is not a number"));
     }
-    s.parse().map_err(|_| format!("{what} {s:?} is out of range"))
+    s.bytes()
+        .try_fold(0u32, |v, b| v.checked_mul(10)?.checked_add(u32::from(b - b'0')))
+        .ok_or_else(|| format!("{what} {s:?} is out of range"))
 }
 
 /// `YYYY-MM-DD` to days since the epoch.

@@ -50,6 +50,19 @@ pub(crate) enum Slot {
     Failed(ConvertError),
 }
 
+impl Slot {
+    /// The error of a failed slot, leaving it absent.
+    pub(crate) fn take_failed(&mut self) -> Option<ConvertError> {
+        match std::mem::replace(self, Slot::Absent) {
+            Slot::Failed(e) => Some(e),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+}
+
 /// A map entry while its map is being read.
 #[derive(Debug)]
 pub(crate) struct Entry {
@@ -158,6 +171,21 @@ impl Ctx {
     }
 }
 
+/// Parses one JSON value from `de` into `ctx.out` by the plan, then checks that nothing follows it.
+fn parse<'de, R: serde_json::de::Read<'de>>(
+    ctx: &mut Ctx,
+    plan: &Plan,
+    mut de: serde_json::Deserializer<R>,
+) -> Result<Outcome, serde_json::Error> {
+    Seed {
+        ctx,
+        plan,
+        node: plan.root,
+    }
+    .deserialize(&mut de)
+    .and_then(|outcome| de.end().map(|()| outcome))
+}
+
 /// JSON payload -> Confluent-framed Avro under `schema_id`, in one pass over the payload. `origin` names
 /// the schema in messages. Same output and same rejections as the tree path (see the module docs).
 pub fn encode(
@@ -170,14 +198,12 @@ pub fn encode(
     Ctx::with(unknown_fields, |ctx| {
         ctx.out = Vec::with_capacity(HEADER_LEN + payload.len() + 16);
         header(schema_id, &mut ctx.out);
-        let mut de = serde_json::Deserializer::from_slice(payload);
-        let outcome = Seed {
-            ctx: &mut *ctx,
-            plan,
-            node: plan.root,
-        }
-        .deserialize(&mut de)
-        .and_then(|outcome| de.end().map(|()| outcome));
+        // One UTF-8 check of the whole payload lets serde_json skip its check of every string; a payload that
+        // is not UTF-8 is parsed as bytes, for serde_json's own error at the same place.
+        let outcome = match std::str::from_utf8(payload) {
+            Ok(text) => parse(ctx, plan, serde_json::Deserializer::from_str(text)),
+            Err(_) => parse(ctx, plan, serde_json::Deserializer::from_slice(payload)),
+        };
         let out = std::mem::take(&mut ctx.out);
         match outcome {
             Ok(Ok(())) => Ok(out),

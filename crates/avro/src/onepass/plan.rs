@@ -119,6 +119,9 @@ pub(crate) struct RecordPlan {
     lookup: HashMap<Box<str>, Option<u32>>,
 }
 
+/// Records of at most this many fields find a key's field by scanning their names.
+const SCAN_FIELDS: usize = 16;
+
 /// What a JSON object key is to a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeyClass {
@@ -135,6 +138,13 @@ impl RecordPlan {
     pub(crate) fn classify(&self, key: &str, hint: usize) -> KeyClass {
         if self.fields.get(hint).is_some_and(|f| &*f.name == key) {
             return KeyClass::Field(hint as u32);
+        }
+        // Keys often come in another order (jsonb sorts them by length): for a small record a scan of the
+        // names is cheaper than hashing the key; aliases and unknown keys are still answered by the map.
+        if self.fields.len() <= SCAN_FIELDS {
+            if let Some(i) = self.fields.iter().position(|f| &*f.name == key) {
+                return KeyClass::Field(i as u32);
+            }
         }
         match self.lookup.get(key) {
             Some(Some(i)) => KeyClass::Field(*i),

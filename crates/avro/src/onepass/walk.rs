@@ -188,9 +188,14 @@ impl Ctx {
         unknown: Option<String>,
     ) -> Outcome {
         for (j, field) in r.fields.iter().enumerate() {
-            match std::mem::replace(&mut self.slots[base + j], Slot::Absent) {
-                Slot::Bytes(a, b) => self.slots[base + j] = Slot::Bytes(a, b),
-                Slot::Failed(e) => return Err(e.in_key(&field.name)),
+            match self.slots[base + j] {
+                Slot::Bytes(..) => {}
+                Slot::Failed(_) => {
+                    let e = self.slots[base + j].take_failed();
+                    return Err(e
+                        .unwrap_or_else(|| ConvertError::new("field failed"))
+                        .in_key(&field.name));
+                }
                 Slot::Absent => {
                     let bytes = self
                         .default_of(plan, field)

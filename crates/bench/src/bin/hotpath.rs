@@ -215,7 +215,7 @@ fn build_stream(transactions: u64, rows: u64) -> Stream {
 #[derive(Debug)]
 struct BenchEncoder {
     schema: LoadedSchema,
-    subject: String,
+    subject: std::sync::Arc<str>,
     config: AvroConfig,
 }
 
@@ -226,7 +226,7 @@ impl BenchEncoder {
         let subject = schema.fullname.clone().unwrap_or_else(|| EVENT_TYPE.into());
         BenchEncoder {
             schema,
-            subject,
+            subject: subject.into(),
             // As the benchmark configures outboxd: defaults (unknown fields rejected, string keys).
             config: AvroConfig::default(),
         }
@@ -428,7 +428,7 @@ mod tests {
         assert_eq!(id, SCHEMA_ID);
         let value = decode_datum(&BenchEncoder::new().schema.schema, datum).unwrap();
         assert!(format!("{value:?}").contains("Storgata 1"), "{value:?}");
-        let names: Vec<&str> = record.headers.iter().map(|(k, _)| k.as_str()).collect();
+        let names: Vec<&str> = record.headers.iter().map(|(k, _)| &**k).collect();
         assert_eq!(
             names,
             [
