@@ -50,19 +50,6 @@ pub(crate) enum Slot {
     Failed(ConvertError),
 }
 
-impl Slot {
-    /// The error of a failed slot, leaving it absent.
-    pub(crate) fn take_failed(&mut self) -> Option<ConvertError> {
-        match std::mem::replace(self, Slot::Absent) {
-            Slot::Failed(e) => Some(e),
-            other => {
-                *self = other;
-                None
-            }
-        }
-    }
-}
-
 /// A map entry while its map is being read.
 #[derive(Debug)]
 pub(crate) struct Entry {

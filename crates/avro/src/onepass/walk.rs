@@ -188,13 +188,13 @@ impl Ctx {
         unknown: Option<String>,
     ) -> Outcome {
         for (j, field) in r.fields.iter().enumerate() {
+            // Matched in place: settled slots (the common case) are not moved out and back.
             match self.slots[base + j] {
                 Slot::Bytes(..) => {}
                 Slot::Failed(_) => {
-                    let e = self.slots[base + j].take_failed();
-                    return Err(e
-                        .unwrap_or_else(|| ConvertError::new("field failed"))
-                        .in_key(&field.name));
+                    if let Slot::Failed(e) = std::mem::replace(&mut self.slots[base + j], Slot::Absent) {
+                        return Err(e.in_key(&field.name));
+                    }
                 }
                 Slot::Absent => {
                     let bytes = self
