@@ -17,5 +17,5 @@ mod origin;
 pub mod redact;
 
 pub use event::{Commit, OutboxEvent, TxBegin, TxEvent};
-pub use lsn::{text as lsn_text, Lsn, LsnParseError, LsnTracker};
+pub use lsn::{text as lsn_text, Lsn, LsnParseError, LsnText, LsnTracker};
 pub use origin::{format_runs, BackfillProgress, PgSnapshot, SlotOrigin, SnapshotParseError};

@@ -24,18 +24,40 @@ impl From<u64> for Lsn {
 }
 
 impl Lsn {
-    /// Appends the [`Display`](fmt::Display) text (`16/B374D848`) to `out`, without the formatting machinery
-    /// (it runs once per event, for the `outbox_lsn` header).
-    pub fn write_text(self, out: &mut Vec<u8>) {
-        fn hex(v: u32, out: &mut Vec<u8>) {
-            let digits = (32 - v.leading_zeros()).div_ceil(4).max(1);
-            for i in (0..digits).rev() {
-                out.push(b"0123456789ABCDEF"[((v >> (4 * i)) & 0xF) as usize]);
-            }
+    /// The [`Display`](fmt::Display) text (`16/B374D848`) on the stack, without the formatting machinery (it
+    /// runs once per event, for the `outbox_lsn` header).
+    pub fn text(self) -> LsnText {
+        let mut text = LsnText {
+            bytes: [0; 17],
+            len: 0,
+        };
+        text.push_hex((self.0 >> 32) as u32);
+        text.bytes[text.len] = b'/';
+        text.len += 1;
+        text.push_hex(self.0 as u32);
+        text
+    }
+}
+
+/// An LSN's text, `XXXXXXXX/XXXXXXXX` at the longest ([`Lsn::text`]).
+#[derive(Clone, Copy, Debug)]
+pub struct LsnText {
+    bytes: [u8; 17],
+    len: usize,
+}
+
+impl LsnText {
+    fn push_hex(&mut self, v: u32) {
+        let digits = (32 - v.leading_zeros()).div_ceil(4).max(1);
+        for i in (0..digits).rev() {
+            self.bytes[self.len] = b"0123456789ABCDEF"[((v >> (4 * i)) & 0xF) as usize];
+            self.len += 1;
         }
-        hex((self.0 >> 32) as u32, out);
-        out.push(b'/');
-        hex(self.0 as u32, out);
+    }
+
+    /// The text's bytes (ASCII).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -154,7 +176,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn write_text_is_display() {
+    fn text_is_display() {
         for v in [
             0,
             1,
@@ -166,9 +188,7 @@ mod tests {
             u64::MAX,
             0xA_0000_000B,
         ] {
-            let mut out = b"x".to_vec();
-            Lsn(v).write_text(&mut out);
-            assert_eq!(out, format!("x{}", Lsn(v)).into_bytes(), "{v:#x}");
+            assert_eq!(Lsn(v).text().as_bytes(), Lsn(v).to_string().as_bytes(), "{v:#x}");
         }
     }
 

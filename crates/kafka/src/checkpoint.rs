@@ -87,7 +87,7 @@ pub(crate) fn read_latest(req: &ReadRequest) -> Result<Option<Checkpoint>, SinkE
         op: "reading the checkpoint",
         source,
     };
-    let (latest, partitions) = read_raw(req).map_err(unavailable)?;
+    let (found, partitions) = read_raw(req).map_err(unavailable)?;
     if partitions == 0 {
         return Err(SinkError::Config(format!(
             "checkpoint topic {:?} does not exist: create it (cleanup.policy=compact) or enable kafka.topics.create",
@@ -99,21 +99,40 @@ pub(crate) fn read_latest(req: &ReadRequest) -> Result<Option<Checkpoint>, SinkE
         topic: req.topic.clone(),
         detail,
     };
-    match latest {
-        None | Some((_, _, None)) => Ok(None), // never written, or deleted by a tombstone
-        Some((p, offset, Some(value))) => match Checkpoint::from_json(&value) {
-            Err(e) => Err(bad(format!("record at partition {p} offset {offset}: {e}"))),
-            Ok(c) if c.pipeline_id != *req.pipeline_id => Err(bad(format!(
+    // A key lives in one partition, unless the partition count changed: then the newest checkpoint wins.
+    let mut latest: Option<Checkpoint> = None;
+    for (p, offset, value) in found {
+        let Some(value) = value else {
+            continue; // deleted by a tombstone
+        };
+        let c = Checkpoint::from_json(&value)
+            .map_err(|e| bad(format!("record at partition {p} offset {offset}: {e}")))?;
+        if c.pipeline_id != *req.pipeline_id {
+            return Err(bad(format!(
                 "record at partition {p} offset {offset} names pipeline {:?}",
                 c.pipeline_id
-            ))),
-            Ok(c) => Ok(Some(c)),
-        },
+            )));
+        }
+        if latest.as_ref().is_none_or(|l| c.end_lsn > l.end_lsn) {
+            latest = Some(c);
+        }
     }
+    Ok(latest)
 }
 
-/// The latest record keyed by the pipeline id (partition, offset, value), and the topic's partition count.
-type RawLatest = (Option<(i32, i64, Option<Vec<u8>>)>, usize);
+/// A record keyed by the pipeline id: partition, offset, value (`None`: a tombstone).
+type Found = (i32, i64, Option<Vec<u8>>);
+
+/// Each partition's latest record keyed by the pipeline id, and the topic's partition count.
+type RawLatest = (Vec<Found>, usize);
+
+/// How many offsets the backward search reads first, at the end of a partition; each further step back reads
+/// [`GROWTH`] times more. A checkpoint is written with every Kafka transaction (about 100 a second at the
+/// default linger), so the newest one is nearly always in the first window and the read at start-up costs
+/// the same after a day of running as after a minute, compacted or not.
+const FIRST_WINDOW: i64 = 256;
+/// The growth of the window at each step back.
+const GROWTH: i64 = 8;
 
 fn read_raw(req: &ReadRequest) -> Result<RawLatest, KafkaError> {
     let deadline = Instant::now() + req.timeout;
@@ -126,15 +145,15 @@ fn read_raw(req: &ReadRequest) -> Result<RawLatest, KafkaError> {
     let committed = consumer(&req.client, "read_committed")?;
     let partitions = stable_end::partitions(&uncommitted, &req.topic, left())?;
     if partitions.is_empty() {
-        return Ok((None, 0));
+        return Ok((Vec::new(), 0));
     }
     // The end as any reader sees it now; then wait for the last stable offset to pass it.
-    let ends: BTreeMap<i32, i64> = stable_end::watermarks(&uncommitted, &req.topic, &partitions, left())?
-        .into_iter()
-        .filter(|(_, (_, high))| *high > 0)
-        .map(|(p, (_, high))| (p, high))
-        .collect();
-    for (&p, &high) in &ends {
+    let bounds: BTreeMap<i32, (i64, i64)> =
+        stable_end::watermarks(&uncommitted, &req.topic, &partitions, left())?
+            .into_iter()
+            .filter(|(_, (low, high))| high > low)
+            .collect();
+    for (&p, &(_, high)) in &bounds {
         loop {
             let (_, stable) = committed.fetch_watermarks(&req.topic, p, left())?;
             if stable >= high {
@@ -148,23 +167,44 @@ fn read_raw(req: &ReadRequest) -> Result<RawLatest, KafkaError> {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    if ends.is_empty() {
-        return Ok((None, partitions.len()));
+    let mut found = Vec::new();
+    for (&p, &bound) in &bounds {
+        found.extend(latest_in_partition(req, &committed, p, bound, deadline)?);
     }
-    let mut tpl = TopicPartitionList::new();
-    for &p in ends.keys() {
-        tpl.add_partition_offset(&req.topic, p, Offset::Beginning)?;
-    }
-    committed.assign(&tpl)?;
-    let mut latest: Option<(i32, i64, Option<Vec<u8>>)> = None;
+    Ok((found, partitions.len()))
+}
+
+/// The last committed record keyed by the pipeline id in partition `p` below `high`: windows read backwards
+/// from the end, each [`GROWTH`] times the one before, until one holds such a record or `low` is reached.
+fn latest_in_partition(
+    req: &ReadRequest,
+    committed: &BaseConsumer<QuietContext>,
+    p: i32,
+    (low, high): (i64, i64),
+    deadline: Instant,
+) -> Result<Option<Found>, KafkaError> {
     let key = req.pipeline_id.as_bytes();
-    let visit = |m: &rdkafka::message::BorrowedMessage<'_>| {
-        if m.key() == Some(key) {
-            latest = Some((m.partition(), m.offset(), m.payload().map(<[u8]>::to_vec)));
+    let (mut end, mut window) = (high, FIRST_WINDOW);
+    while end > low {
+        let start = (end - window).max(low);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&req.topic, p, Offset::Offset(start))?;
+        committed.assign(&tpl)?;
+        let mut found: Option<Found> = None;
+        // Records past `end` were looked at by the window before; what counts here is below it.
+        let visit = |m: &rdkafka::message::BorrowedMessage<'_>| {
+            if m.offset() < end && m.key() == Some(key) {
+                found = Some((p, m.offset(), m.payload().map(<[u8]>::to_vec)));
+            }
+        };
+        stable_end::read_to_ends(committed, &BTreeMap::from([(p, end)]), deadline, visit, |_| false)?;
+        if found.is_some() {
+            return Ok(found);
         }
-    };
-    stable_end::read_to_ends(&committed, &ends, deadline, visit, |_| false)?;
-    Ok((latest, partitions.len()))
+        end = start;
+        window = window.saturating_mul(GROWTH);
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

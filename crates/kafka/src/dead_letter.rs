@@ -2,7 +2,7 @@
 //! of a dead letter appended again by a replay ([`requeued_headers`]). Rebuilding the outbox event a dead
 //! letter stands for is `outboxd-record`'s business.
 
-use crate::headers::HeaderList;
+use crate::headers::{HeaderList, HeaderValue};
 
 /// Header naming the dead letter a record was copied from: `<partition>/<offset>` of the dead-letter topic.
 pub const REPLAYED_FROM: &str = "dlq_replayed_from";
@@ -76,11 +76,11 @@ pub fn requeued_headers(dl: &DeadLetter, reason: Option<(&str, &str)>) -> Header
             (REPLAYS | REPLAYED_FROM, _) => continue,
             (REASON, Some((code, _))) if !reason_set => {
                 reason_set = true;
-                list.push((k.clone(), code.as_bytes().to_vec()));
+                list.push((k.clone(), HeaderValue::from_slice(code.as_bytes())));
             }
             (DETAIL, Some((_, detail))) if !detail_set => {
                 detail_set = true;
-                list.push((k.clone(), detail.as_bytes().to_vec()));
+                list.push((k.clone(), HeaderValue::from_slice(detail.as_bytes())));
             }
             (REASON | DETAIL, Some(_)) => continue,
             _ => list.push((k.clone(), v.clone())),
@@ -88,13 +88,13 @@ pub fn requeued_headers(dl: &DeadLetter, reason: Option<(&str, &str)>) -> Header
     }
     if let Some((code, detail)) = reason {
         if !reason_set {
-            list.push((REASON.into(), code.as_bytes().to_vec()));
+            list.push((REASON.into(), HeaderValue::from_slice(code.as_bytes())));
         }
         if !detail_set {
-            list.push((DETAIL.into(), detail.as_bytes().to_vec()));
+            list.push((DETAIL.into(), HeaderValue::from_slice(detail.as_bytes())));
         }
     }
-    list.push((REPLAYS.into(), (dl.replays() + 1).to_string().into_bytes()));
-    list.push((REPLAYED_FROM.into(), dl.position().into_bytes()));
+    list.push((REPLAYS.into(), (dl.replays() + 1).to_string().into_bytes().into()));
+    list.push((REPLAYED_FROM.into(), dl.position().into_bytes().into()));
     list
 }

@@ -7,34 +7,47 @@ use std::borrow::Cow;
 /// A header name: outboxd's own are `&'static str` (no allocation per event), a user's are owned.
 pub type HeaderName = Cow<'static, str>;
 
+/// A header value: up to [`INLINE_HEADER_BYTES`] bytes are kept inline, so that the headers outboxd writes
+/// for every event (id, types, LSN, commit time, schema id and version) take no allocation each.
+pub type HeaderValue = smallvec::SmallVec<[u8; INLINE_HEADER_BYTES]>;
+
+/// The longest header value kept inline: a UUID event id (36) and the commit time (27) fit.
+pub const INLINE_HEADER_BYTES: usize = 40;
+
 /// Record headers, in order, as (name, value bytes).
-pub type HeaderList = Vec<(HeaderName, Vec<u8>)>;
+pub type HeaderList = Vec<(HeaderName, HeaderValue)>;
 
 /// Formats microseconds since the Unix epoch as RFC 3339 in UTC with six fractional digits.
 pub fn rfc3339_micros(us: i64) -> String {
-    let mut out = Vec::with_capacity(RFC3339_LEN);
-    write_rfc3339_micros(us, &mut out);
-    // Only ASCII digits and separators were written.
-    String::from_utf8(out).unwrap_or_default()
+    match rfc3339_text(us) {
+        // Only ASCII digits and separators were written.
+        Ok(text) => String::from_utf8(text.to_vec()).unwrap_or_default(),
+        Err(text) => text,
+    }
 }
 
 /// The length of [`rfc3339_micros`]'s text for the years 0 to 9999.
 pub const RFC3339_LEN: usize = 27;
 
-/// Appends [`rfc3339_micros`]'s text to `out`, without the formatting machinery (it runs once per event).
-pub fn write_rfc3339_micros(us: i64, out: &mut Vec<u8>) {
+/// [`rfc3339_micros`]'s text as a header value (it runs once per event, for the `commit_time` header).
+pub fn rfc3339_header(us: i64) -> HeaderValue {
+    match rfc3339_text(us) {
+        Ok(text) => HeaderValue::from_slice(&text),
+        Err(text) => text.into_bytes().into(),
+    }
+}
+
+/// The text on the stack for the years 0 to 9999, written by the formatting machinery (more digits, or a
+/// sign) outside them.
+fn rfc3339_text(us: i64) -> Result<[u8; RFC3339_LEN], String> {
     let (year, month, day, sod, micros) = civil(us);
     if !(0..=9999).contains(&year) {
-        out.extend_from_slice(
-            format!(
-                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-                sod / 3600,
-                (sod / 60) % 60,
-                sod % 60
-            )
-            .as_bytes(),
-        );
-        return;
+        return Err(format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+            sod / 3600,
+            (sod / 60) % 60,
+            sod % 60
+        ));
     }
     let mut text = *b"0000-00-00T00:00:00.000000Z";
     let mut digits = |at: usize, width: usize, mut v: i64| {
@@ -50,7 +63,7 @@ pub fn write_rfc3339_micros(us: i64, out: &mut Vec<u8>) {
     digits(14, 2, (sod / 60) % 60);
     digits(17, 2, sod % 60);
     digits(20, 6, micros);
-    out.extend_from_slice(&text);
+    Ok(text)
 }
 
 /// (year, month, day, second of the day, microseconds) of `us` since the Unix epoch, in UTC.
@@ -148,9 +161,9 @@ mod tests {
             rfc3339_micros(-62_167_219_200_000_001),
             "-001-12-31T23:59:59.999999Z"
         );
-        let mut out = b"at ".to_vec();
-        write_rfc3339_micros(1_714_566_896_123_456, &mut out);
-        assert_eq!(out, b"at 2024-05-01T12:34:56.123456Z");
+        for us in [1_714_566_896_123_456, 253_402_300_800_000_000] {
+            assert_eq!(&rfc3339_header(us)[..], rfc3339_micros(us).as_bytes());
+        }
     }
 
     #[test]

@@ -54,10 +54,10 @@ pub use dead_letter::DeadLetter;
 pub use dlq_reader::DlqReader;
 pub use error::SinkError;
 pub use headers::{
-    parse_rfc3339_micros, rfc3339_micros, write_rfc3339_micros, HeaderList, HeaderName, RFC3339_LEN,
+    parse_rfc3339_micros, rfc3339_header, rfc3339_micros, HeaderList, HeaderName, HeaderValue, RFC3339_LEN,
 };
 pub use producer::producer_record;
-pub use record::{record_size, DlqReason, ReadyRecord, Written};
+pub use record::{record_size, DlqReason, ReadyRecord, TopicName, Written};
 pub use replayer::{ReplayIdentity, Replayer};
 pub use sink::{Committed, Sink, SinkIdentity};
 pub use stats::{SinkStats, StatsSnapshot};

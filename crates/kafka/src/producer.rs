@@ -118,7 +118,7 @@ impl<'a> OutRecord<'a> {
         for (k, v) in self.headers {
             headers = headers.insert(Header {
                 key: k,
-                value: Some(v),
+                value: Some(&v[..]),
             });
         }
         let mut rec: BaseRecord<'a, [u8], [u8]> = BaseRecord::to(self.topic).headers(headers);

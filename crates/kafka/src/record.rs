@@ -48,12 +48,15 @@ impl std::fmt::Display for DlqReason {
     }
 }
 
+/// A topic name as records carry it: shared, since most records of a run go to the same topic.
+pub type TopicName = std::sync::Arc<str>;
+
 /// A record ready to be produced, in the form the producer takes: built by `outboxd-record` (an event's
 /// record or its dead letter), written by the sink as it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReadyRecord {
     /// The destination topic.
-    pub topic: String,
+    pub topic: TopicName,
     /// The key bytes; `None` for no key.
     pub key: Option<Vec<u8>>,
     /// The value bytes (Confluent wire format for an event; the original payload for a dead letter); `None`
@@ -146,7 +149,7 @@ mod tests {
 
     #[test]
     fn size_counts_key_value_and_headers() {
-        let headers = vec![("id".into(), b"abc".to_vec())];
+        let headers = vec![("id".into(), b"abc"[..].into())];
         assert_eq!(record_size(None, None, &vec![]), RECORD_OVERHEAD);
         assert_eq!(
             record_size(Some(b"k"), Some(&[0; 100]), &headers),

@@ -7,7 +7,7 @@
 //! may never send one to a `read_committed` reader. The position is looked at when the consumer is idle and
 //! every 1024 records (`position()` is costly: a drain of 1,000,000 records spent most of its time there).
 
-use crate::HeaderList;
+use crate::{HeaderList, HeaderValue};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -133,7 +133,7 @@ pub fn headers_of(m: &BorrowedMessage<'_>) -> HeaderList {
                 .map(|h| {
                     (
                         h.key.to_string().into(),
-                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        h.value.map(HeaderValue::from_slice).unwrap_or_default(),
                     )
                 })
                 .collect()

@@ -11,6 +11,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `segment.bytes` of a checkpoint topic outboxd creates (16 MiB, a few minutes of checkpoints at full speed):
+/// only closed segments are compacted, and the broker's default (1 GiB) would keep hours of them.
+const CHECKPOINT_SEGMENT_BYTES: &str = "16777216";
+
 /// What a topic is for, which decides how it is created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TopicKind {
@@ -124,7 +128,13 @@ impl Topics {
                     new = new.set(k, v);
                 }
             }
-            TopicKind::Checkpoint => new = new.set("cleanup.policy", "compact"),
+            // Compacted, in segments small enough for the cleaner to keep it at about one record per
+            // pipeline: a checkpoint goes with every Kafka transaction (~100 a second at the default linger).
+            TopicKind::Checkpoint => {
+                new = new
+                    .set("cleanup.policy", "compact")
+                    .set("segment.bytes", CHECKPOINT_SEGMENT_BYTES)
+            }
         }
         let opts = AdminOptions::new()
             .operation_timeout(Some(self.timeout))

@@ -54,7 +54,7 @@ fn record(topic: &str, n: u64, aggregate: &str) -> ReadyRecord {
         topic: topic.into(),
         key: Some(aggregate.as_bytes().to_vec()),
         value: Some(format!("{{\"n\":{n}}}").into_bytes()),
-        headers: vec![("id".into(), format!("id-{n}").into_bytes())],
+        headers: vec![("id".into(), format!("id-{n}").into_bytes().into())],
     }
 }
 
@@ -84,6 +84,17 @@ async fn stream_txn(sink: &mut Sink, topic: &str, n: u64, events: u64) {
         assert_eq!(sink.produce(&r).await.unwrap(), Written::Queued);
     }
     sink.end(&commit(n, events)).unwrap();
+}
+
+/// A sink of the fixture's pipeline, with statistics of its own.
+async fn start(f: &Fixture) -> Sink {
+    Sink::start(
+        f.config.clone(),
+        f.identity.clone(),
+        Arc::new(SinkStats::default()),
+    )
+    .await
+    .unwrap()
 }
 
 fn ids(records: &[Record]) -> Vec<String> {
@@ -136,13 +147,7 @@ async fn commits_carry_the_checkpoint_and_a_restart_reads_it_back() {
     );
     assert_eq!(checkpoints.len(), 2);
 
-    let again = Sink::start(
-        f.config.clone(),
-        f.identity.clone(),
-        Arc::new(SinkStats::default()),
-    )
-    .await
-    .unwrap();
+    let again = start(&f).await;
     assert_eq!(again.resume_after(), Lsn(308));
     assert_eq!(again.checkpoint().unwrap().pipeline_id, f.identity.pipeline_id);
     // Another pipeline sharing the checkpoint topic has no checkpoint.
@@ -209,7 +214,7 @@ async fn dead_letters_share_the_transaction_and_refusals_are_reported() {
     let mut poison = record(&f.config.dlq_topic, 1, "agg-1");
     poison
         .headers
-        .push(("dlq_reason".into(), b"schema_mismatch".to_vec()));
+        .push(("dlq_reason".into(), b"schema_mismatch"[..].into()));
     sink.dead_letter(&poison, DlqReason::Encoder("schema_mismatch"))
         .await
         .unwrap();
@@ -252,25 +257,13 @@ async fn dead_letters_share_the_transaction_and_refusals_are_reported() {
 #[tokio::test]
 async fn a_second_instance_fences_the_first() {
     let f = fixture();
-    let mut first = Sink::start(
-        f.config.clone(),
-        f.identity.clone(),
-        Arc::new(SinkStats::default()),
-    )
-    .await
-    .unwrap();
+    let mut first = start(&f).await;
     stream_txn(&mut first, &f.topic, 1, 2).await;
     first.commit().await.unwrap().unwrap();
     stream_txn(&mut first, &f.topic, 2, 2).await;
 
     // The newcomer initialises transactions: the first one's open transaction is aborted.
-    let mut second = Sink::start(
-        f.config.clone(),
-        f.identity.clone(),
-        Arc::new(SinkStats::default()),
-    )
-    .await
-    .unwrap();
+    let mut second = start(&f).await;
     assert_eq!(
         second.resume_after(),
         Lsn(108),
@@ -289,4 +282,50 @@ async fn a_second_instance_fences_the_first() {
         vec!["id-1000", "id-1001", "id-2000", "id-2001"],
         "no loss, no duplicate"
     );
+}
+
+#[tokio::test]
+async fn the_latest_checkpoint_is_found_behind_other_pipelines_records() {
+    use rdkafka::producer::{FutureRecord, Producer};
+    let f = fixture();
+    let mut sink = start(&f).await;
+    stream_txn(&mut sink, &f.topic, 1, 1).await;
+    sink.commit().await.unwrap().unwrap();
+    stream_txn(&mut sink, &f.topic, 2, 1).await;
+    sink.commit().await.unwrap().unwrap();
+    drop(sink);
+
+    // Another pipeline's checkpoints after ours: more than the first two windows of the backward read (256,
+    // then 2,048 offsets), so that ours is found in the third. Then an aborted transaction of records keyed
+    // like ours whose value is no checkpoint at all: read_committed must never take it.
+    let noise = outboxd_testkit::kafka::transactional_producer(&f.bootstrap, &unique_name("noise"));
+    let timeout = Duration::from_secs(30);
+    noise.begin_transaction().unwrap();
+    let sends: Vec<_> = (0..5_000)
+        .map(|i| {
+            let key = format!("other-{}", i % 7);
+            let record = FutureRecord::to(&f.config.checkpoint_topic)
+                .key(&key)
+                .payload("{}");
+            noise.send_result(record).map_err(|(e, _)| e).unwrap()
+        })
+        .collect();
+    for sent in sends {
+        sent.await.unwrap().unwrap();
+    }
+    noise.commit_transaction(timeout).unwrap();
+    noise.begin_transaction().unwrap();
+    let record = FutureRecord::to(&f.config.checkpoint_topic)
+        .key(&f.identity.pipeline_id)
+        .payload("not a checkpoint");
+    noise.send(record, timeout).await.unwrap();
+    noise.abort_transaction(timeout).unwrap();
+
+    let again = start(&f).await;
+    assert_eq!(
+        again.resume_after(),
+        Lsn(208),
+        "the newest committed checkpoint of ours"
+    );
+    assert_eq!(again.checkpoint().unwrap().txns, 1);
 }

@@ -1,7 +1,7 @@
 //! Pure header building: the record headers of an event and of a dead letter, and W3C trace-context checks.
 
 use outboxd_core::OutboxEvent;
-use outboxd_kafka::{write_rfc3339_micros, DlqReason, HeaderList, RFC3339_LEN};
+use outboxd_kafka::{rfc3339_header, DlqReason, HeaderList, HeaderValue};
 
 /// Header names outboxd sets itself; a user header of the same name is ignored (except the trace headers,
 /// taken from user headers when the row has no trace columns).
@@ -73,18 +73,18 @@ pub fn parse_user_headers(raw: Option<&str>) -> Result<Vec<(String, String)>, St
     }
 }
 
-fn push(list: &mut HeaderList, name: &'static str, value: impl Into<Vec<u8>>) {
-    list.push((name.into(), value.into()));
+fn push(list: &mut HeaderList, name: &'static str, value: impl AsRef<[u8]>) {
+    list.push((name.into(), HeaderValue::from_slice(value.as_ref())));
 }
 
 fn push_opt(list: &mut HeaderList, name: &'static str, value: Option<&String>) {
     if let Some(v) = value {
-        push(list, name, v.as_bytes());
+        push(list, name, v);
     }
 }
 
 /// `v` in decimal, as `to_string` writes it, without the formatting machinery.
-fn decimal(v: i64) -> Vec<u8> {
+fn decimal(v: i64) -> HeaderValue {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut rest = v.unsigned_abs();
@@ -96,7 +96,7 @@ fn decimal(v: i64) -> Vec<u8> {
             break;
         }
     }
-    let mut out = Vec::with_capacity(digits.len() - at + 1);
+    let mut out = HeaderValue::new();
     if v < 0 {
         out.push(b'-');
     }
@@ -123,12 +123,8 @@ fn identity_headers(list: &mut HeaderList, event: &OutboxEvent, commit_time_us: 
     push_opt(list, "id", event.id.as_ref());
     push_opt(list, "event_type", event.event_type.as_ref());
     push_opt(list, "aggregate_type", event.aggregate_type.as_ref());
-    let mut lsn = Vec::with_capacity(17);
-    event.lsn.write_text(&mut lsn);
-    push(list, "outbox_lsn", lsn);
-    let mut time = Vec::with_capacity(RFC3339_LEN);
-    write_rfc3339_micros(commit_time_us, &mut time);
-    push(list, "commit_time", time);
+    push(list, "outbox_lsn", event.lsn.text().as_bytes());
+    list.push(("commit_time".into(), rfc3339_header(commit_time_us)));
 }
 
 /// The headers of an event record. Fails (the event goes to the dead-letter topic as `invalid_headers`) when
@@ -142,9 +138,9 @@ pub fn event_headers(
     let mut list = HeaderList::with_capacity(9 + user.len());
     identity_headers(&mut list, event, commit_time_us);
     if let Some(schema) = schema {
-        push(&mut list, "schema_id", decimal(i64::from(schema.id)));
+        list.push(("schema_id".into(), decimal(i64::from(schema.id))));
         if let Some(v) = schema.version {
-            push(&mut list, "schema_version", decimal(i64::from(v)));
+            list.push(("schema_version".into(), decimal(i64::from(v))));
         }
     }
     if let Some((parent, state)) = trace_headers(event, &user) {
@@ -155,7 +151,7 @@ pub fn event_headers(
     }
     for (k, v) in user {
         if !RESERVED.contains(&k.as_str()) {
-            list.push((k.into(), v.into_bytes()));
+            list.push((k.into(), v.into_bytes().into()));
         }
     }
     Ok(list)
@@ -203,7 +199,7 @@ pub fn dead_letter_headers(
     // The row's own headers travel with the dead letter, so that a replay can restore them.
     for (k, v) in user {
         if !RESERVED.contains(&k.as_str()) && !k.starts_with("dlq_") {
-            list.push((k.into(), v.into_bytes()));
+            list.push((k.into(), v.into_bytes().into()));
         }
     }
     list

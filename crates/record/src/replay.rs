@@ -167,7 +167,7 @@ mod tests {
     #[test]
     fn user_headers_in_a_dead_letter_are_carried_over() {
         let mut dl = dead_letter(&event(), DlqReason::TooLarge, Some("t.order"));
-        dl.headers.push(("tenant".into(), b"acme".to_vec()));
+        dl.headers.push(("tenant".into(), b"acme"[..].into()));
         let Triage::Replay(r) = triage(&dl) else { panic!() };
         assert_eq!(r.event.headers.as_deref(), Some(r#"{"tenant":"acme"}"#));
     }

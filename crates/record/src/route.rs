@@ -2,7 +2,8 @@
 
 use outboxd_core::OutboxEvent;
 use outboxd_kafka::topic_name::{check_template, check_topic_name, parse_template, TemplatePart};
-use outboxd_kafka::{DlqReason, RouteMode, RoutingConfig};
+use outboxd_kafka::{DlqReason, RouteMode, RoutingConfig, TopicName};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Why an event has no destination topic: it goes to the dead-letter topic with this reason and detail.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,11 +15,21 @@ pub struct RouteRejection {
 }
 
 /// Picks each event's topic according to a [`RoutingConfig`].
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Router {
     mode: RouteMode,
     template: Vec<TemplatePart>,
-    fixed: Option<String>,
+    fixed: Option<TopicName>,
+    /// The last topic a template or topic column gave: events of one topic mostly come in runs, and one
+    /// that goes where the last went costs no allocation and no second name check.
+    last: Mutex<LastTopic>,
+}
+
+/// The text of the topic being routed (a buffer kept between events) and the last topic routed.
+#[derive(Debug, Default)]
+struct LastTopic {
+    text: String,
+    topic: Option<TopicName>,
 }
 
 impl Router {
@@ -31,62 +42,79 @@ impl Router {
         Ok(Router {
             mode: config.mode,
             template: parse_template(&config.topic_template)?,
-            fixed: config.fixed_topic.clone(),
+            fixed: config.fixed_topic.as_deref().map(TopicName::from),
+            last: Mutex::default(),
         })
     }
 
     /// The topic this event goes to, or why it cannot go anywhere but the dead-letter topic.
-    pub fn topic_for(&self, event: &OutboxEvent) -> Result<String, RouteRejection> {
-        let topic = match (self.mode, &self.fixed, &event.topic) {
-            (RouteMode::Fixed, Some(fixed), _) => return Ok(fixed.clone()),
-            (RouteMode::Column, _, Some(column)) => column.clone(),
-            _ => self.expand(event)?,
-        };
-        check_topic_name(&topic).map_err(|detail| RouteRejection {
+    pub fn topic_for(&self, event: &OutboxEvent) -> Result<TopicName, RouteRejection> {
+        if let (RouteMode::Fixed, Some(fixed)) = (self.mode, &self.fixed) {
+            return Ok(Arc::clone(fixed));
+        }
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let LastTopic { text, topic } = &mut *last;
+        text.clear();
+        match (self.mode, &event.topic) {
+            (RouteMode::Column, Some(column)) => text.push_str(column),
+            _ => self.expand(event, text)?,
+        }
+        if let Some(same) = topic.as_ref().filter(|t| ***t == **text) {
+            return Ok(Arc::clone(same));
+        }
+        check_topic_name(text).map_err(|detail| RouteRejection {
             reason: DlqReason::InvalidTopic,
             detail,
         })?;
-        Ok(topic)
+        let routed = TopicName::from(text.as_str());
+        *topic = Some(Arc::clone(&routed));
+        Ok(routed)
     }
 
-    /// The template's topic, when the event carries what the template needs (for the DLQ's intended topic).
-    fn expand(&self, event: &OutboxEvent) -> Result<String, RouteRejection> {
+    /// Appends the template's topic to `out`, when the event carries what the template needs.
+    fn expand<'a>(&self, event: &'a OutboxEvent, out: &mut String) -> Result<(), RouteRejection> {
         let missing = |field: &str| RouteRejection {
             reason: DlqReason::MissingFields,
             detail: format!("{field} is null or empty; the topic template needs it"),
         };
-        let present = |v: &Option<String>, field| match v.as_deref() {
-            Some(v) if !v.is_empty() => Ok(v.to_string()),
+        let present = |v: &'a Option<String>, field| match v.as_deref() {
+            Some(v) if !v.is_empty() => Ok(v),
             _ => Err(missing(field)),
         };
-        let mut out = String::new();
         for part in &self.template {
             match part {
                 TemplatePart::Lit(lit) => out.push_str(lit),
                 TemplatePart::AggregateType => {
-                    out.push_str(&present(&event.aggregate_type, "aggregate_type")?)
+                    out.push_str(present(&event.aggregate_type, "aggregate_type")?)
                 }
-                TemplatePart::EventType => out.push_str(&present(&event.event_type, "event_type")?),
+                TemplatePart::EventType => out.push_str(present(&event.event_type, "event_type")?),
                 TemplatePart::EventTypeParts { from, to } => {
                     let name = present(&event.event_type, "event_type")?;
-                    let parts: Vec<&str> = name.split('.').collect();
-                    let end = to.unwrap_or(parts.len());
-                    if end > parts.len() {
+                    let count = name.split('.').count();
+                    let end = to.unwrap_or(count);
+                    if end > count || *from >= end {
+                        let needs = match to {
+                            Some(to) => format!("parts {from} to {}", to - 1),
+                            None => format!("parts {from} to the last (at least {} parts)", from + 1),
+                        };
                         return Err(RouteRejection {
                             reason: DlqReason::MissingFields,
                             detail: format!(
-                                "event type {name:?} has {} dot-separated part(s); the topic template needs \
-                                 parts {from} to {}",
-                                parts.len(),
-                                end - 1
+                                "event type {name:?} has {count} dot-separated part(s); the topic template needs \
+                                 {needs}"
                             ),
                         });
                     }
-                    out.push_str(&parts[*from..end].join("."));
+                    for (i, part) in name.split('.').enumerate().take(end).skip(*from) {
+                        if i > *from {
+                            out.push('.');
+                        }
+                        out.push_str(part);
+                    }
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -178,6 +206,30 @@ mod tests {
             r.topic_for(&event(None, Some("Billing.Invoice.Paid"), None)),
             Ok("t.Invoice.Paid".into())
         );
+        // Parts from past the last one: no topic (not "t.", and no panic for parts[2..1]).
+        for (template, event_type) in [("t.{event_type.1..}", "Paid"), ("t.{event_type.2..}", "Paid")] {
+            let r = router(RouteMode::Template, template, None);
+            let err = r.topic_for(&event(None, Some(event_type), None)).unwrap_err();
+            assert_eq!(err.reason, DlqReason::MissingFields, "{template}");
+            assert!(err.detail.contains("to the last"), "{}", err.detail);
+        }
+    }
+
+    #[test]
+    fn a_run_of_events_to_one_topic_shares_it() {
+        let r = Router::new(&RoutingConfig::default()).unwrap();
+        let order = |t: Option<&str>| r.topic_for(&event(t, Some("E"), None));
+        let (a, b) = (order(Some("order")).unwrap(), order(Some("order")).unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "the second is the first one's");
+        assert_eq!(&*order(Some("payment")).unwrap(), "outbox.event.payment");
+        assert_eq!(
+            order(Some("bad topic")).unwrap_err().reason,
+            DlqReason::InvalidTopic
+        );
+        assert_eq!(order(None).unwrap_err().reason, DlqReason::MissingFields);
+        let c = order(Some("order")).unwrap();
+        assert_eq!(&*c, "outbox.event.order");
+        assert!(!Arc::ptr_eq(&a, &c), "payment came in between");
     }
 
     #[test]

@@ -28,7 +28,9 @@ use crate::replay::{triage, Triage};
 use crate::route::Router;
 use outboxd_core::OutboxEvent;
 use outboxd_kafka::dead_letter::REPLAYED_FROM;
-use outboxd_kafka::{DeadLetter, DlqReason, EventNameRule, HeaderName, ReadyRecord, SinkConfig};
+use outboxd_kafka::{
+    DeadLetter, DlqReason, EventNameRule, HeaderName, HeaderValue, ReadyRecord, SinkConfig, TopicName,
+};
 
 /// Why an event goes to the dead-letter topic instead of its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,7 +72,7 @@ pub struct Stage<E> {
     router: Router,
     name_rule: Option<EventNameRule>,
     encoder: E,
-    dlq_topic: String,
+    dlq_topic: TopicName,
     max_message_bytes: usize,
 }
 
@@ -81,7 +83,7 @@ impl<E: PayloadEncoder> Stage<E> {
             router: Router::new(&kafka.routing).map_err(RecordError::Config)?,
             name_rule: kafka.routing.event_name_rule,
             encoder,
-            dlq_topic: kafka.dlq_topic.clone(),
+            dlq_topic: kafka.dlq_topic.as_str().into(),
             max_message_bytes: kafka.max_message_bytes,
         })
     }
@@ -96,11 +98,11 @@ impl<E: PayloadEncoder> Stage<E> {
     pub async fn prepare(&self, event: &OutboxEvent, commit_time_us: i64) -> Result<Prepared, RecordError> {
         let routed = self.router.topic_for(event);
         let intended = routed.as_ref().ok();
-        let reject = |reason, detail: String, topic: Option<&String>| {
+        let reject = |reason, detail: String, topic: Option<&TopicName>| {
             Ok(Prepared::Rejected(EventRejection {
                 reason,
                 detail,
-                intended_topic: topic.cloned(),
+                intended_topic: topic.map(|t| t.to_string()),
             }))
         };
         if let Some(defect) = &event.defect {
@@ -129,14 +131,14 @@ impl<E: PayloadEncoder> Stage<E> {
         &self,
         event: &OutboxEvent,
         commit_time_us: i64,
-        topic: String,
-        extra: Option<(HeaderName, Vec<u8>)>,
+        topic: TopicName,
+        extra: Option<(HeaderName, HeaderValue)>,
     ) -> Result<Prepared, RecordError> {
-        let reject = |reason, detail: String, topic: String| {
+        let reject = |reason, detail: String, topic: TopicName| {
             Ok(Prepared::Rejected(EventRejection {
                 reason,
                 detail,
-                intended_topic: Some(topic),
+                intended_topic: Some(topic.to_string()),
             }))
         };
         let (Some(payload), Some(event_type), Some(aggregate_id)) = (
@@ -222,8 +224,8 @@ impl<E: PayloadEncoder> Stage<E> {
             Triage::Keep { why } => return Ok(ReplayPlan::Keep { why }),
             Triage::Replay(r) => r,
         };
-        let from = (REPLAYED_FROM.into(), dl.position().into_bytes());
-        let topic = replayable.topic.clone();
+        let from = (REPLAYED_FROM.into(), dl.position().into_bytes().into());
+        let topic = TopicName::from(replayable.topic.as_str());
         Ok(
             match self
                 .encode(&replayable.event, replayable.commit_time_us, topic, Some(from))

@@ -60,7 +60,7 @@ async fn rejected(stage: &Stage<FakeEncoder>, event: &OutboxEvent) -> EventRejec
 #[tokio::test]
 async fn a_good_event_becomes_its_record() {
     let r = ready(&stage(1_000_000), &event()).await;
-    assert_eq!(r.topic, "outbox.event.order");
+    assert_eq!(&*r.topic, "outbox.event.order");
     assert_eq!(r.key.as_deref(), Some(&b"42"[..]));
     let value = r.value.as_deref().unwrap();
     assert_eq!(&value[..5], &[0, 0, 0, 0, 1], "Confluent frame with schema id 1");
@@ -185,7 +185,7 @@ async fn a_record_over_the_limit_is_rejected_as_too_large() {
     assert_eq!(r.reason, DlqReason::TooLarge);
     assert!(r.detail.contains("max_message_bytes is 400"), "{}", r.detail);
     assert_eq!(
-        ready(&s, &event()).await.topic,
+        &*ready(&s, &event()).await.topic,
         "outbox.event.order",
         "a small one fits"
     );
@@ -206,7 +206,7 @@ async fn dead_letters_keep_the_payload_unless_it_is_too_large() {
     let e = mismatched();
     let r = rejected(&s, &e).await;
     let dl = s.dead_letter(&e, TIME, &r);
-    assert_eq!(dl.topic, "outbox.dlq");
+    assert_eq!(&*dl.topic, "outbox.dlq");
     assert_eq!(dl.key.as_deref(), Some(&b"42"[..]));
     assert_eq!(dl.value, e.payload);
     assert_eq!(header(&dl.headers, "dlq_reason"), Some("schema_mismatch"));
@@ -253,7 +253,7 @@ async fn a_replay_writes_exactly_what_the_pipeline_would_have() {
         panic!("replayable")
     };
     let mut pipeline = ready(&s, &e).await;
-    pipeline.headers.push((REPLAYED_FROM.into(), b"2/17".to_vec()));
+    pipeline.headers.push((REPLAYED_FROM.into(), b"2/17"[..].into()));
     assert_eq!(
         replayed, pipeline,
         "the pipeline's record, plus where it came from"
@@ -302,7 +302,7 @@ async fn a_naming_rule_dead_letters_bad_names_after_the_missing_fields() {
     };
     let record = ready(&s, &good).await;
     assert_eq!(
-        record.topic, "outbox.Order",
+        &*record.topic, "outbox.Order",
         "routed by the event type's first part, no aggregate type"
     );
     assert_eq!(record.key.as_deref(), Some(&b"42"[..]));

@@ -113,10 +113,9 @@ impl Assembler {
 
     /// Handles one stream item, appending what to emit to `out` (at most two events per item).
     pub fn handle(&mut self, input: Input<'_>, out: &mut Vec<TxEvent>) -> Result<(), WalError> {
-        let c = Arc::clone(&self.counters);
         match input {
             Input::KeepAlive(wal_end) => {
-                Counters::bump(&c.keepalives);
+                Counters::bump(&self.counters.keepalives);
                 // Inside a transaction, wal_end may lie past changes still to come.
                 if self.open.is_none() {
                     self.positions.quiet(wal_end);
@@ -144,15 +143,15 @@ impl Assembler {
                     let event = mapping.map_row(&insert.new, at);
                     self.event(event, out)?;
                 }
-                Rel::Other => Counters::bump(&c.ignored_other_tables),
+                Rel::Other => Counters::bump(&self.counters.ignored_other_tables),
             },
             Input::Change(PgOutput::Update(u), _) => match self.relation_of(u.relation_id)? {
-                Rel::Outbox(_) => Counters::bump(&c.ignored_updates),
-                Rel::Other => Counters::bump(&c.ignored_other_tables),
+                Rel::Outbox(_) => Counters::bump(&self.counters.ignored_updates),
+                Rel::Other => Counters::bump(&self.counters.ignored_other_tables),
             },
             Input::Change(PgOutput::Delete(d), _) => match self.relation_of(d.relation_id)? {
-                Rel::Outbox(_) => Counters::bump(&c.ignored_deletes),
-                Rel::Other => Counters::bump(&c.ignored_other_tables),
+                Rel::Outbox(_) => Counters::bump(&self.counters.ignored_deletes),
+                Rel::Other => Counters::bump(&self.counters.ignored_other_tables),
             },
             Input::Change(PgOutput::Truncate(t), _) => {
                 let outbox = t
@@ -160,9 +159,9 @@ impl Assembler {
                     .iter()
                     .any(|id| matches!(self.relations.get(id), Some(Rel::Outbox(_))));
                 Counters::bump(if outbox {
-                    &c.ignored_truncates
+                    &self.counters.ignored_truncates
                 } else {
-                    &c.ignored_other_tables
+                    &self.counters.ignored_other_tables
                 });
             }
             Input::Message(m) => self.message(m, out)?,

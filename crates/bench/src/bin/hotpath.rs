@@ -421,7 +421,7 @@ mod tests {
         assert_eq!(event.aggregate_id.as_deref(), Some("o-1"));
         let record = ready_record(&stage(), event, FIRST_COMMIT_UNIX_US);
         assert_eq!(
-            (record.topic.as_str(), record.key.as_deref()),
+            (&*record.topic, record.key.as_deref()),
             (TOPIC, Some(&b"o-1"[..]))
         );
         let (id, datum) = unframe(record.value.as_deref().unwrap()).unwrap();

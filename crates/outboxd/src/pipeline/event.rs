@@ -63,7 +63,7 @@ impl<K: EventSink, E: PayloadEncoder> EventContext<'_, '_, K, E> {
                 Written::Refused { reason, detail } => EventRejection {
                     reason,
                     detail,
-                    intended_topic: Some(record.topic),
+                    intended_topic: Some(record.topic.to_string()),
                 },
             },
             Prepared::Rejected(r) => r,

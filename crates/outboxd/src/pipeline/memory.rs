@@ -262,7 +262,7 @@ impl MemorySink {
         let Some(open) = self.open.as_mut().filter(|_| self.pg_open) else {
             return Err(SinkError::Misuse("write outside a Postgres transaction"));
         };
-        open.push((record.topic.clone(), id_of(record)));
+        open.push((record.topic.to_string(), id_of(record)));
         self.memory.log(op);
         Ok(())
     }

@@ -442,6 +442,16 @@ pub fn assert_per_key_order(records: &[Record], expected: &[String]) {
 /// The value of an unlabelled metric on the `/metrics` page served at `127.0.0.1:port` (panics, showing the
 /// page, when it is absent).
 pub async fn metric(port: u16, name: &str) -> f64 {
+    let (value, page) = metric_on_page(port, name).await;
+    value.unwrap_or_else(|| panic!("{name} in /metrics:\n{page}"))
+}
+
+/// The value of an unlabelled metric, `None` while the process has not set it yet.
+pub async fn metric_opt(port: u16, name: &str) -> Option<f64> {
+    metric_on_page(port, name).await.0
+}
+
+async fn metric_on_page(port: u16, name: &str) -> (Option<f64>, String) {
     let page = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
         .unwrap()
@@ -449,9 +459,8 @@ pub async fn metric(port: u16, name: &str) -> f64 {
         .await
         .unwrap();
     let prefix = format!("{name} ");
-    page.lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} in /metrics:\n{page}"))
+    let value = page.lines().find_map(|l| l.strip_prefix(&prefix)?.parse().ok());
+    (value, page)
 }
 
 /// The registry's schema with that id.
