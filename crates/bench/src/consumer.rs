@@ -81,17 +81,25 @@ pub fn start(spec: ConsumerSpec, expected: Option<u64>) -> Result<ConsumerHandle
         .set("log_level", "3")
         .create()
         .context("creating the read_committed consumer")?;
-    let metadata = consumer
-        .fetch_metadata(Some(&spec.topic), Duration::from_secs(10))
-        .with_context(|| format!("metadata of {}", spec.topic))?;
+    // Just after the topic's creation (or the broker's start) its metadata may list no partitions yet: ask
+    // again until it does, for at most 10 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut tpl = TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            tpl.add_partition_offset(&spec.topic, p.id(), Offset::Beginning)?;
+    while tpl.count() == 0 {
+        let metadata = consumer
+            .fetch_metadata(Some(&spec.topic), Duration::from_secs(10))
+            .with_context(|| format!("metadata of {}", spec.topic))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(&spec.topic, p.id(), Offset::Beginning)?;
+            }
         }
-    }
-    if tpl.count() == 0 {
-        bail!("topic {} has no partitions", spec.topic);
+        if tpl.count() == 0 {
+            if std::time::Instant::now() >= deadline {
+                bail!("topic {} has no partitions after 10 s", spec.topic);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     consumer.assign(&tpl)?;
     let shared = Arc::new(Shared {
