@@ -202,7 +202,7 @@ pub struct TopicsConfig {
     pub partitions: i32,
     /// Replication factor of created topics (`-1`: the broker's default).
     pub replication_factor: i32,
-    /// Partitions of the checkpoint topic when created (it is compacted; one is plenty).
+    /// Partitions of the checkpoint topic when created (it is compacted, in 16 MiB segments; one is plenty).
     pub checkpoint_partitions: i32,
     /// Extra topic configs for created event and dead-letter topics (e.g. `retention.ms`).
     pub config: BTreeMap<String, String>,
